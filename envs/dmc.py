@@ -1,0 +1,112 @@
+"""DeepMind Control Suite tasks exposed as flat-vector gymnasium environments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from dm_control import suite
+from gymnasium import spaces
+
+
+def all_tasks() -> dict[str, list[str]]:
+    """Map each DMC suite domain to its list of task names."""
+    tasks: dict[str, list[str]] = {}
+    for domain, task in suite.ALL_TASKS:
+        tasks.setdefault(domain, []).append(task)
+    return tasks
+
+
+def flatten_observation(obs: dict[str, Any]) -> np.ndarray:
+    """Concatenate a DMC observation dict (in its own order) into one float32 vector."""
+    parts = [np.asarray(v, dtype=np.float32).ravel() for v in obs.values()]
+    if not parts:
+        return np.zeros((0,), dtype=np.float32)
+    return np.concatenate(parts)
+
+
+class DMCEnv(gymnasium.Env):
+    """A DMC suite task with flat float32 observations and actions in [-1, 1].
+
+    The suite's time limit ends an episode with ``truncated=True``; an episode is
+    ``terminated`` only when the final time step has discount 0.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(
+        self,
+        domain: str,
+        task: str,
+        seed: int | None = None,
+        height: int = 84,
+        width: int = 84,
+        camera_id: int = 0,
+    ) -> None:
+        self.domain, self.task = domain, task
+        self._env = suite.load(domain, task, task_kwargs={"random": seed})
+        self.render_mode = "rgb_array"
+        self._height, self._width, self._camera_id = height, width, camera_id
+        self._needs_reset = True
+
+        dim = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
+        self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+
+        spec = self._env.action_spec()
+        self._act_shape = tuple(spec.shape)
+        self._act_low = np.broadcast_to(spec.minimum, spec.shape).astype(np.float64)
+        self._act_high = np.broadcast_to(spec.maximum, spec.shape).astype(np.float64)
+        self.action_space = spaces.Box(-1.0, 1.0, self._act_shape, np.float32)
+
+    @property
+    def physics(self):
+        """The underlying dm_control physics (e.g. for rendering)."""
+        return self._env.physics
+
+    def _scale_action(self, action: Any) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.size != int(np.prod(self._act_shape)):
+            raise ValueError(
+                f"action has {a.size} elements, expected shape {self._act_shape} "
+                f"for dmc:{self.domain}-{self.task}"
+            )
+        a = np.clip(a.reshape(self._act_shape), -1.0, 1.0)
+        scaled = self._act_low + (a + 1.0) * 0.5 * (self._act_high - self._act_low)
+        return np.clip(scaled, self._act_low, self._act_high)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; a seed reseeds the task's RandomState."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self._env.task.random.seed(seed)
+        time_step = self._env.reset()
+        self._needs_reset = False
+        return flatten_observation(time_step.observation), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Apply one (rescaled, clipped) action."""
+        if self._needs_reset:
+            raise RuntimeError(
+                "DMCEnv.step() called before reset() or after the episode ended; call reset()"
+            )
+        time_step = self._env.step(self._scale_action(action))
+        obs = flatten_observation(time_step.observation)
+        reward = float(time_step.reward or 0.0)
+        discount = 1.0 if time_step.discount is None else float(time_step.discount)
+        terminated = bool(time_step.last() and discount == 0.0)
+        truncated = bool(time_step.last() and not terminated)
+        self._needs_reset = time_step.last()
+        return obs, reward, terminated, truncated, {"discount": discount}
+
+    def render(self) -> np.ndarray:
+        """Render an RGB array from the configured camera (needs an OpenGL backend)."""
+        return self.physics.render(
+            height=self._height, width=self._width, camera_id=self._camera_id
+        )
+
+    def close(self) -> None:
+        """Release the underlying dm_control environment."""
+        self._env.close()
