@@ -1,0 +1,73 @@
+"""The replay buffer every agent shares: storage + sampler + sample-time n-step."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from replay.nstep import nstep_targets
+from replay.sampler import UniformSampler
+from replay.storage import TensorStorage, transition_specs
+
+
+class Batch(NamedTuple):
+    """A training batch; the TD target is `reward + discount * V(next_obs)`."""
+    obs: torch.Tensor  # [B, *obs_shape]
+    action: torch.Tensor  # [B, *action_shape]
+    reward: torch.Tensor  # [B] n-step discounted return
+    discount: torch.Tensor  # [B] gamma^m, 0 where the episode terminated
+    next_obs: torch.Tensor  # [B, *obs_shape] the state m steps later
+    idx: torch.Tensor  # [B] storage slots (for priorities, diagnostics)
+
+
+class ReplayBuffer:
+    """Uniform replay with n-step returns computed when sampling.
+
+    `n_step` and `gamma` are defaults that `sample` can override per call.
+    """
+
+    def __init__(self, storage: TensorStorage, sampler=None, n_step: int = 1, gamma: float = 0.99):
+        self.storage = storage
+        self.sampler = sampler or UniformSampler(storage.device)
+        self.n_step, self.gamma = n_step, gamma
+
+    @classmethod
+    def for_spaces(cls, capacity: int, obs_shape, action_shape, device="cpu", seed: int = 0,
+                   n_step: int = 1, gamma: float = 0.99, action_dtype=torch.float32):
+        storage = TensorStorage(capacity, transition_specs(obs_shape, action_shape,
+                                                           action_dtype=action_dtype), device)
+        return cls(storage, UniformSampler(device, seed), n_step, gamma)
+
+    @property
+    def device(self) -> torch.device:
+        return self.storage.device
+
+    def __len__(self) -> int:
+        return len(self.storage)
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        self.storage.add(obs=obs, action=action, reward=reward, next_obs=next_obs,
+                         terminated=terminated, truncated=truncated)
+
+    def add_batch(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        """Consecutive transitions of one stream, leading dimension = time."""
+        self.storage.add_batch(obs=obs, action=action, reward=reward, next_obs=next_obs,
+                               terminated=terminated, truncated=truncated)
+
+    def sample(self, batch_size: int, n_step: int | None = None, gamma: float | None = None) -> Batch:
+        idx = self.sampler.sample(self.storage, batch_size)
+        return self.batch_at(idx, n_step, gamma)
+
+    def batch_at(self, idx: torch.Tensor, n_step: int | None = None, gamma: float | None = None) -> Batch:
+        n = self.n_step if n_step is None else n_step
+        g = self.gamma if gamma is None else gamma
+        reward, discount, last = nstep_targets(self.storage, idx, n, g)
+        return Batch(self.storage.gather("obs", idx), self.storage.gather("action", idx),
+                     reward, discount, self.storage.gather("next_obs", last), idx)
+
+    def state_dict(self) -> dict:
+        return {"storage": self.storage.state_dict(), "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.storage.load_state_dict(state["storage"])
+        self.sampler.load_state_dict(state["sampler"])
