@@ -1,0 +1,139 @@
+"""MLP building blocks: a plain MLP trunk, an ensemble of MLPs evaluated in one batched
+call, and the tanh-Gaussian actor. Every network splits into a `trunk` and a `head` so
+plasticity groups can address "the last layer" by name (e.g. `critic.head`)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class CReLU(nn.Module):
+    """[relu(h), relu(-h)] (Shang et al. 2016; Abbas et al. 2023): doubles the width."""
+
+    def forward(self, x):
+        return torch.cat([F.relu(x), F.relu(-x)], dim=-1)
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "gelu": nn.GELU, "crelu": CReLU}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation '{name}', allowed: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def _width_after(activation: str, width: int) -> int:
+    return 2 * width if activation == "crelu" else width
+
+
+def mlp_trunk(in_dim: int, hidden_dims, layer_norm=False, activation="relu") -> nn.Sequential:
+    """Linear -> [LayerNorm] -> activation, for each hidden width."""
+    layers, dim = [], in_dim
+    for width in hidden_dims:
+        layers.append(nn.Linear(dim, width))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(_activation(activation))
+        dim = _width_after(activation, width)
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """N independent linear layers applied in one batched matmul.
+
+    x: [N, B, in] -> [N, B, out]. Each member is initialised like `nn.Linear`.
+    """
+
+    def __init__(self, num_members: int, in_features: int, out_features: int):
+        super().__init__()
+        self.num_members, self.in_features, self.out_features = num_members, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self):
+        return f"members={self.num_members}, in={self.in_features}, out={self.out_features}"
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with a separate affine per member; x: [N, B, D]."""
+
+    def __init__(self, num_members: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(num_members, 1, dim))
+        self.dim = dim
+
+    def reset_parameters(self):
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x):
+        return F.layer_norm(x, (self.dim,)) * self.weight + self.bias
+
+
+class EnsembleCritic(nn.Module):
+    """N Q-functions Q_j(s, a), computed together: returns [N, B]."""
+
+    def __init__(self, obs_dim, action_dim, hidden_dims=(256, 256), num_critics=2,
+                 layer_norm=False, activation="relu"):
+        super().__init__()
+        self.num_critics = num_critics
+        layers, dim = [], obs_dim + action_dim
+        for width in hidden_dims:
+            layers.append(EnsembleLinear(num_critics, dim, width))
+            if layer_norm:
+                layers.append(EnsembleLayerNorm(num_critics, width))
+            layers.append(_activation(activation))
+            dim = _width_after(activation, width)
+        self.trunk = nn.Sequential(*layers)
+        self.head = EnsembleLinear(num_critics, dim, 1)
+
+    def forward(self, obs, action):
+        x = torch.cat([obs, action], dim=-1)  # [B, obs+act]
+        x = x.unsqueeze(0).expand(self.num_critics, *x.shape)  # [N, B, obs+act]
+        return self.head(self.trunk(x)).squeeze(-1)  # [N, B]
+
+
+class TanhGaussianActor(nn.Module):
+    """pi(a|s) = tanh(N(mu(s), sigma(s))), log-std squashed into [log_std_min, log_std_max]."""
+
+    def __init__(self, obs_dim, action_dim, hidden_dims=(256, 256), layer_norm=False,
+                 activation="relu", log_std_bounds=(-5.0, 2.0)):
+        super().__init__()
+        self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation)
+        width = _width_after(activation, hidden_dims[-1]) if hidden_dims else obs_dim
+        self.head = nn.Linear(width, 2 * action_dim)
+        self.log_std_min, self.log_std_max = log_std_bounds
+
+    def _dist_params(self, obs):
+        mean, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)
+        log_std = torch.tanh(log_std)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
+        return mean, log_std
+
+    def forward(self, obs, deterministic: bool = False):
+        """Returns (action in [-1, 1], log pi(action|obs) [B])."""
+        mean, log_std = self._dist_params(obs)
+        if deterministic:
+            return torch.tanh(mean), None
+        std = log_std.exp()
+        pre_tanh = mean + std * torch.randn_like(mean)
+        action = torch.tanh(pre_tanh)
+        # Gaussian log-density minus the tanh Jacobian, log(1 - tanh(u)^2) computed stably.
+        log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi))
+        log_prob = log_prob - 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+        return action, log_prob.sum(dim=-1)

@@ -1,0 +1,168 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018) with an ensemble of N critics.
+
+    critic:  L_Q = sum_j E[(Q_j(s,a) - y)^2],  y = R + d * (min_{j in S} Q'_j(s',a') - alpha log pi(a'|s'))
+    actor:   L_pi = E[alpha log pi(a|s) - Q(s,a)],  Q = min (or mean) over the ensemble
+    alpha:   L_alpha = E[alpha * (-log pi(a|s) - H_target)],  H_target = -|A|
+    target:  theta' <- (1 - tau) theta' + tau theta
+
+R and d come from the replay buffer (n-step return and gamma^m, 0 at termination).
+S is the whole ensemble or a random subset of M members (REDQ / RLPD). The update
+makes no host syncs: metrics are returned as detached tensors and read when logging.
+Submodule names (`actor`, `critic`, `critic_target`, `log_alpha`, each net split into
+`trunk` and `head`) are the handles plasticity groups use; nothing here resets anything.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.networks import EnsembleCritic, TanhGaussianActor
+from agents.serialization import atomic_save
+
+# Constructor arguments, with the reference defaults (Nikishin et al. 2022 / SR-SAC).
+SAC_DEFAULTS = dict(
+    hidden_dims=(256, 256), num_critics=2, num_target_critics=None, layer_norm=False,
+    activation="relu", lr=3e-4, tau=0.005, init_temperature=1.0, target_entropy=None,
+    actor_q="min", backup_entropy=True,
+)
+
+
+class SAC(nn.Module):
+    """SAC for continuous actions in [-1, 1]. See the module docstring for the losses."""
+
+    def __init__(self, obs_dim: int, action_dim: int, device="cpu", **hparams):
+        super().__init__()
+        unknown = set(hparams) - set(SAC_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown SAC arguments {sorted(unknown)}; allowed: {sorted(SAC_DEFAULTS)}")
+        h = {**SAC_DEFAULTS, **hparams}
+        h["hidden_dims"] = tuple(h["hidden_dims"])
+        self.hparams = dict(h, obs_dim=obs_dim, action_dim=action_dim)
+        self.device = torch.device(device)
+        self.num_target_critics = h["num_target_critics"]
+        self.actor_q, self.backup_entropy, self.tau = h["actor_q"], h["backup_entropy"], h["tau"]
+        self.target_entropy = (-float(action_dim) if h["target_entropy"] is None
+                               else float(h["target_entropy"]))
+
+        net = dict(hidden_dims=h["hidden_dims"], layer_norm=h["layer_norm"], activation=h["activation"])
+        self.actor = TanhGaussianActor(obs_dim, action_dim, **net)
+        self.critic = EnsembleCritic(obs_dim, action_dim, num_critics=h["num_critics"], **net)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(h["init_temperature"])))
+        self.to(self.device)
+
+        adam = dict(lr=h["lr"], fused=True)  # one fused kernel per step, CPU and CUDA
+        self.optimizers = {
+            "actor": torch.optim.Adam(self.actor.parameters(), **adam),
+            "critic": torch.optim.Adam(self.critic.parameters(), **adam),
+            "log_alpha": torch.optim.Adam([self.log_alpha], **adam),
+        }
+        self._actor_params = list(self.actor.parameters())
+        self._critic_params = list(self.critic.parameters())
+        self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False) -> np.ndarray:
+        """Action(s) in [-1, 1] for one observation [obs_dim] or a batch [B, obs_dim]."""
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        single = obs_t.dim() == 1
+        action, _ = self.actor(obs_t.unsqueeze(0) if single else obs_t, deterministic)
+        action = action.cpu().numpy()
+        return action[0] if single else action
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """SB3-style: returns (action, state)."""
+        return self.act(observation, deterministic), state
+
+    # ---------------------------------------------------------------- learning
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        """One gradient step on critic, actor and temperature, then the target EMA."""
+        metrics = self.update_critic(batch)
+        metrics.update(self.update_actor(batch.obs))
+        self.update_target()
+        return metrics
+
+    def _target_q(self, q_next: torch.Tensor) -> torch.Tensor:
+        """min over the ensemble, or over a random subset of M members; [N, B] -> [B]."""
+        m = self.num_target_critics
+        if m is not None and m < q_next.shape[0]:
+            subset = torch.rand(q_next.shape[0], device=q_next.device).argsort()[:m]
+            q_next = q_next.index_select(0, subset)
+        return q_next.min(dim=0).values
+
+    def critic_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(batch.next_obs)
+            v_next = self._target_q(self.critic_target(batch.next_obs, next_action))  # [B]
+            if self.backup_entropy:
+                v_next = v_next - self.log_alpha.exp() * next_log_prob
+            target = batch.reward + batch.discount * v_next  # [B]
+        q = self.critic(batch.obs, batch.action)  # [N, B]
+        loss = (q - target).pow(2).mean(dim=1).sum()
+        return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}
+
+    def actor_loss(self, obs) -> tuple[torch.Tensor, dict]:
+        """Actor and temperature losses, summed: they share nothing with a gradient (alpha is
+        detached in one, log pi in the other), so one backward serves both."""
+        action, log_prob = self.actor(obs)
+        q = self.critic(obs, action)  # [N, B]
+        q = q.min(dim=0).values if self.actor_q == "min" else q.mean(dim=0)
+        alpha = self.log_alpha.exp()
+        actor_loss = (alpha.detach() * log_prob - q).mean()
+        entropy = -log_prob.detach().mean()
+        alpha_loss = alpha * (entropy - self.target_entropy)
+        return actor_loss + alpha_loss, {"actor_loss": actor_loss.detach(), "alpha": alpha.detach(),
+                                         "alpha_loss": alpha_loss.detach(), "entropy": entropy}
+
+    def update_critic(self, batch) -> dict[str, torch.Tensor]:
+        loss, metrics = self._critic_loss_fn(batch)
+        self._step(loss, self._critic_params, ("critic",))
+        return metrics
+
+    def update_actor(self, obs) -> dict[str, torch.Tensor]:
+        loss, metrics = self._actor_loss_fn(obs)
+        self._step(loss, self._actor_params + [self.log_alpha], ("actor", "log_alpha"))
+        return metrics
+
+    def _step(self, loss, params, optimizer_names) -> None:
+        for name in optimizer_names:
+            self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward(inputs=params)
+        for name in optimizer_names:
+            self.optimizers[name].step()
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        online = list(self.critic.parameters())
+        torch._foreach_lerp_(list(self.critic_target.parameters()), online, self.tau)
+
+    # ----------------------------------------------------------- persistence
+    def training_state(self) -> dict:
+        """Everything needed to continue training: weights and optimizer states."""
+        return {"model": self.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+
+    def load_training_state(self, state: dict) -> None:
+        self.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+
+    def save(self, path) -> None:
+        """Write weights, optimizer states and constructor arguments atomically."""
+        atomic_save({"agent": type(self).__name__, "hparams": self.hparams,
+                     **self.training_state()}, path)
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "SAC":
+        state = torch.load(path, map_location=device, weights_only=False)
+        if state.get("agent") != cls.__name__:
+            raise ValueError(f"{path} holds a '{state.get('agent')}' agent, not {cls.__name__}")
+        h = dict(state["hparams"])
+        agent = cls(h.pop("obs_dim"), h.pop("action_dim"), device=device, **h)
+        agent.load_training_state(state)
+        return agent

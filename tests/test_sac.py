@@ -1,0 +1,149 @@
+"""SAC: the batched ensemble equals separate critics, the tanh-Gaussian log-density, the
+random-subset target, finite losses, the exact target EMA, and save/load."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from agents import SAC
+from agents.networks import EnsembleCritic, TanhGaussianActor
+from replay import ReplayBuffer
+
+
+def random_buffer(obs_dim=5, action_dim=2, size=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    buf = ReplayBuffer.for_spaces(size, (obs_dim,), (action_dim,), seed=seed)
+    buf.add_batch(torch.randn(size, obs_dim, generator=g), torch.rand(size, action_dim, generator=g) * 2 - 1,
+                  torch.randn(size, generator=g), torch.randn(size, obs_dim, generator=g),
+                  torch.rand(size, generator=g) < 0.05, torch.zeros(size, dtype=torch.bool))
+    return buf
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_ensemble_critic_equals_separate_critics(layer_norm):
+    torch.manual_seed(0)
+    ens = EnsembleCritic(5, 2, hidden_dims=(16, 8), num_critics=3, layer_norm=layer_norm)
+    with torch.no_grad():  # non-trivial LayerNorm affines so they are checked too
+        for p in ens.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    obs, act = torch.randn(7, 5), torch.randn(7, 2)
+    out = ens(obs, act)
+    assert out.shape == (3, 7)
+    for j in range(3):
+        layers, lin = [], [m for m in ens.trunk if hasattr(m, "in_features")] + [ens.head]
+        norms = [m for m in ens.trunk if type(m).__name__ == "EnsembleLayerNorm"]
+        for k, m in enumerate(lin):
+            linear = nn.Linear(m.in_features, m.out_features)
+            linear.weight.data.copy_(m.weight[j].T)
+            linear.bias.data.copy_(m.bias[j, 0])
+            layers.append(linear)
+            if k < len(lin) - 1:
+                if layer_norm:
+                    ln = nn.LayerNorm(m.out_features)
+                    ln.weight.data.copy_(norms[k].weight[j, 0])
+                    ln.bias.data.copy_(norms[k].bias[j, 0])
+                    layers.append(ln)
+                layers.append(nn.ReLU())
+        single = nn.Sequential(*layers)(torch.cat([obs, act], -1)).squeeze(-1)
+        torch.testing.assert_close(out[j], single, rtol=1e-5, atol=1e-6)
+
+
+def test_actor_log_prob_matches_change_of_variables():
+    torch.manual_seed(1)
+    actor = TanhGaussianActor(4, 3, hidden_dims=(16,))
+    obs = torch.randn(64, 4)
+    torch.manual_seed(2)
+    action, log_prob = actor(obs)
+    mean, log_std = actor._dist_params(obs)
+    torch.manual_seed(2)
+    pre_tanh = (mean + log_std.exp() * torch.randn(64, 3)).double()
+    # log pi(a) = log N(u; mu, sigma) - sum log(1 - tanh(u)^2), in float64 as the reference
+    normal = torch.distributions.Normal(mean.double(), log_std.exp().double())
+    expected = (normal.log_prob(pre_tanh) - torch.log1p(-torch.tanh(pre_tanh) ** 2)).sum(-1)
+    torch.testing.assert_close(log_prob.double(), expected, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(action.double(), torch.tanh(pre_tanh), rtol=0, atol=1e-6)
+    assert actor(obs, deterministic=True)[0].shape == (64, 3)
+
+
+def test_target_is_min_over_a_random_subset():
+    torch.manual_seed(0)
+    agent = SAC(3, 1, num_critics=10, num_target_critics=2, hidden_dims=(8,))
+    q = torch.arange(10.0)[:, None].expand(10, 4)  # member j predicts j everywhere
+    draws = torch.stack([agent._target_q(q) for _ in range(2000)])  # [2000, 4]
+    assert (draws == draws[:, :1]).all()  # one subset per batch, not per sample
+    values = draws[:, 0]
+    assert values.max() <= 8  # min of 2 distinct members is never the largest
+    # P(min of a random pair = 0) = 9/45 = 0.2
+    assert abs((values == 0).float().mean().item() - 0.2) < 0.04
+    full = SAC(3, 1, num_critics=10, hidden_dims=(8,))
+    assert (full._target_q(q) == 0).all()
+
+
+def test_update_losses_finite_and_target_ema_exact():
+    torch.manual_seed(0)
+    agent = SAC(5, 2, hidden_dims=(32, 32), tau=0.01)
+    buf = random_buffer()
+    before = [p.detach().clone() for p in agent.critic_target.parameters()]
+    metrics = agent.update(buf.sample(64))
+    assert set(metrics) >= {"critic_loss", "actor_loss", "alpha", "entropy", "q"}
+    assert all(torch.isfinite(v) for v in metrics.values())
+    for t0, t1, online in zip(before, agent.critic_target.parameters(), agent.critic.parameters()):
+        torch.testing.assert_close(t1, 0.99 * t0 + 0.01 * online, rtol=0, atol=1e-7)
+    for _ in range(50):
+        metrics = agent.update(buf.sample(64))
+    assert all(torch.isfinite(v) for v in metrics.values())
+    assert not any(p.requires_grad for p in agent.critic_target.parameters())
+
+
+def test_actor_step_leaves_critic_untouched():
+    torch.manual_seed(0)
+    agent = SAC(5, 2, hidden_dims=(16,))
+    critic = [p.detach().clone() for p in agent.critic.parameters()]
+    agent.update_actor(random_buffer().sample(32).obs)
+    assert all(torch.equal(a, b) for a, b in zip(critic, agent.critic.parameters()))
+    assert all(p.grad is None for p in agent.critic.parameters())
+
+
+def test_temperature_moves_toward_target_entropy():
+    torch.manual_seed(0)
+    agent = SAC(5, 2, hidden_dims=(16,), target_entropy=-100.0)  # entropy is far above target
+    alpha0 = agent.log_alpha.exp().item()
+    buf = random_buffer()
+    for _ in range(20):
+        agent.update(buf.sample(32))
+    assert agent.log_alpha.exp().item() < alpha0
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path):
+    torch.manual_seed(0)
+    agent = SAC(5, 2, hidden_dims=(16, 16), layer_norm=True)
+    buf = random_buffer()
+    for _ in range(5):
+        agent.update(buf.sample(32))
+    agent.save(tmp_path / "agent.pt")
+    loaded = SAC.load(tmp_path / "agent.pt")
+    obs = np.random.default_rng(0).normal(size=(10, 5)).astype(np.float32)
+    np.testing.assert_array_equal(agent.act(obs, deterministic=True), loaded.act(obs, deterministic=True))
+    torch.manual_seed(5)
+    a = agent.act(obs)
+    torch.manual_seed(5)
+    np.testing.assert_array_equal(a, loaded.act(obs))
+    assert loaded.predict(obs[0])[0].shape == (2,)
+    # optimizer state came along: the next update is identical too
+    torch.manual_seed(9)
+    agent.update(buf.batch_at(torch.arange(32)))
+    torch.manual_seed(9)
+    loaded.update(buf.batch_at(torch.arange(32)))
+    for p, q in zip(agent.parameters(), loaded.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_unknown_argument_is_refused():
+    with pytest.raises(ValueError, match="hidden_dims"):
+        SAC(3, 1, hiden_dims=(8,))
+
+
+def test_stable_parameter_names():
+    names = dict(SAC(3, 1, hidden_dims=(8, 8)).named_parameters())
+    assert {"log_alpha", "critic.head.weight", "critic.trunk.0.weight", "actor.head.weight",
+            "critic_target.head.weight"} <= set(names)
