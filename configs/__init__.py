@@ -1,0 +1,1 @@
+"""Hydra configs (YAML). A package only so that the files ship with the distribution."""

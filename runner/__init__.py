@@ -1,0 +1,1 @@
+"""Running experiments: config validation, the training loop, evaluation, logging and checkpoints."""

@@ -1,0 +1,156 @@
+"""The off-policy training loop: act, store, update `replay_ratio` times, evaluate, log,
+checkpoint. Agents and the replay buffer are built from the config; the loop knows nothing
+about any agent's internals."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from agents import make_agent
+from agents.serialization import atomic_write_text
+from envs import make_env
+from replay import ReplayBuffer
+from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from runner.evaluate import evaluate, summarize
+from runner.logger import RunLogger
+from runner.seeding import derived_seed, rng_state, seed_everything, set_rng_state
+from runner.validate import resolve_device, validate_config
+
+
+class Trainer:
+    """One run. `cfg` is a resolved config dict (see configs/train.yaml)."""
+
+    def __init__(self, cfg: dict, run_dir):
+        validate_config(cfg)
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.device = resolve_device(cfg["device"])
+        seed, env_cfg, agent_cfg = cfg["seed"], cfg["env"], cfg["agent"]
+        seed_everything(seed)
+        self.env = make_env(env_cfg["id"], seed=seed, action_repeat=env_cfg["action_repeat"])
+        self.eval_env = make_env(env_cfg["id"], seed=seed + 1, action_repeat=env_cfg["action_repeat"])
+        self.agent = make_agent(agent_cfg, self.env.observation_space, self.env.action_space, self.device)
+        self.buffer = ReplayBuffer.for_spaces(
+            agent_cfg["buffer_size"], self.env.observation_space.shape, self.env.action_space.shape,
+            device=self.device, seed=seed, n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"])
+        self.counters = {"env_steps": 0, "updates": 0, "episodes": 0, "wall_time": 0.0,
+                         "last_checkpoint": 0, "mid_episode": False}
+        self.eval_history: list[dict] = []
+
+    # ------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {"config": self.cfg, "agent": self.agent.training_state(),
+                "replay": self.buffer.state_dict(), "rng": rng_state(),
+                "action_space_rng": self.env.action_space.np_random.bit_generator.state,
+                "counters": dict(self.counters), "eval_history": list(self.eval_history)}
+
+    def save(self) -> None:
+        self.counters["last_checkpoint"] = self.counters["env_steps"]
+        save_checkpoint(self.state(), self.run_dir / CHECKPOINT_NAME)
+
+    def restore(self, path=None) -> None:
+        """Continue from a checkpoint (default: this run's). Refuses incompatible configs."""
+        state = load_checkpoint(path or self.run_dir / CHECKPOINT_NAME, self.cfg, self.device)
+        self.agent.load_training_state(state["agent"])
+        self.buffer.load_state_dict(state["replay"])
+        self.env.action_space.np_random.bit_generator.state = state["action_space_rng"]
+        self.counters.update(state["counters"])
+        self.eval_history = list(state["eval_history"])
+        set_rng_state(state["rng"])
+        if self.counters["mid_episode"]:  # the final checkpoint cut an episode: mark its end so
+            self.buffer.storage.truncate_newest()  # n-step returns never run into the next one
+            self.counters["episodes"] += 1
+            self.counters["mid_episode"] = False
+
+    # ------------------------------------------------------------------ loop
+    def _reset(self):
+        seed = derived_seed(self.cfg["seed"], 0, self.counters["episodes"])
+        return self.env.reset(seed=seed)[0]
+
+    def _evaluate(self, logger: RunLogger) -> None:
+        t = self.cfg["train"]
+        returns = evaluate(self.agent, self.eval_env, t["eval_episodes"], self.cfg["seed"],
+                           len(self.eval_history))
+        result = {"env_steps": self.counters["env_steps"], **summarize(returns)}
+        self.eval_history.append(result)
+        logger.scalars("eval", {"return": result["return_mean"], "return_std": result["return_std"]},
+                       self.counters["env_steps"])
+        logger.progress(0, eval=result["return_mean"])
+
+    def train(self, stop_at: int | None = None) -> dict:
+        """Run until train.total_steps env steps. With `stop_at`, stop (and checkpoint) at the
+        first episode end at or after that many env steps, as an interruption would."""
+        t, a, c = self.cfg["train"], self.cfg["agent"], self.counters
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(self.cfg)), self.run_dir / "config.yaml")
+        logger = RunLogger(self.run_dir, t["total_steps"], c["env_steps"], t["progress"])
+        clock, window = time.perf_counter(), (time.perf_counter(), c["env_steps"], c["updates"])
+        obs, episode_return, metrics = self._reset(), 0.0, {}
+        in_episode = False
+        try:
+            while c["env_steps"] < t["total_steps"]:
+                if c["env_steps"] < t["learning_starts"]:
+                    action = self.env.action_space.sample()
+                else:
+                    action = self.agent.act(obs)
+                next_obs, reward, terminated, truncated, _ = self.env.step(action)
+                self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+                obs, episode_return = next_obs, episode_return + float(reward)
+                c["env_steps"], in_episode = c["env_steps"] + 1, True
+                if c["env_steps"] >= t["learning_starts"]:
+                    for _ in range(a["replay_ratio"]):
+                        metrics = self.agent.update(self.buffer.sample(a["batch_size"]))
+                    c["updates"] += a["replay_ratio"]
+                step = c["env_steps"]
+                if t["eval_every"] and step % t["eval_every"] == 0:
+                    self._evaluate(logger)
+                if step % t["log_every"] == 0:
+                    window = self._log_window(logger, metrics, window)
+                logger.progress(1)
+                if terminated or truncated:
+                    c["episodes"], in_episode = c["episodes"] + 1, False
+                    logger.scalars("train", {"episode_return": episode_return}, step)
+                    episode_return = 0.0
+                    stopping = stop_at is not None and step >= stop_at
+                    if stopping or (t["checkpoint_every"] and
+                                    step - c["last_checkpoint"] >= t["checkpoint_every"]):
+                        c["wall_time"] += time.perf_counter() - clock
+                        clock = time.perf_counter()
+                        self.save()
+                    if stopping:
+                        return self._summary()
+                    obs = self._reset()
+            if not self.eval_history or self.eval_history[-1]["env_steps"] != c["env_steps"]:
+                self._evaluate(logger)
+            c["wall_time"] += time.perf_counter() - clock
+            c["mid_episode"] = in_episode
+            self.save()
+            self.agent.save(self.run_dir / "agent.pt")
+            summary = self._summary()
+            logger.summary(summary)
+            return summary
+        finally:
+            logger.close()
+
+    def _log_window(self, logger: RunLogger, metrics: dict, window) -> tuple:
+        now, c = time.perf_counter(), self.counters
+        start, steps0, updates0 = window
+        elapsed = max(now - start, 1e-9)
+        rates = {"env_steps_per_s": (c["env_steps"] - steps0) / elapsed,
+                 "updates_per_s": (c["updates"] - updates0) / elapsed}
+        logger.scalars("train", metrics, c["env_steps"])
+        logger.scalars("time", rates, c["env_steps"])
+        logger.progress(0, ups=rates["updates_per_s"])
+        return now, c["env_steps"], c["updates"]
+
+    def _summary(self) -> dict:
+        c = self.counters
+        wall = max(c["wall_time"], 1e-9)
+        last = self.eval_history[-1] if self.eval_history else None
+        return {"agent": self.cfg["agent"]["name"], "env": self.cfg["env"]["id"],
+                "seed": self.cfg["seed"], "env_steps": c["env_steps"], "updates": c["updates"],
+                "episodes": c["episodes"], "wall_time_s": c["wall_time"],
+                "env_steps_per_s": c["env_steps"] / wall, "updates_per_s": c["updates"] / wall,
+                "final_eval_return": last["return_mean"] if last else None,
+                "eval": self.eval_history}

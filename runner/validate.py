@@ -1,0 +1,97 @@
+"""Config validation: every bad value is reported, with its key and what is allowed,
+before any environment, network or file is created."""
+from __future__ import annotations
+
+import torch
+
+from agents import AGENTS
+from agents.networks import ACTIVATIONS
+from envs import EnvIdError, check_env_id
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """One or more config values are invalid; the message lists each with its key."""
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check(errors, cfg, key, ok, allowed):
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            errors.append(f"{key}: missing (expected {allowed})")
+            return
+        node = node[part]
+    if not ok(node):
+        errors.append(f"{key} = {node!r}: must be {allowed}")
+
+
+def validate_config(cfg: dict) -> None:
+    """Raise ConfigError listing every invalid key of a resolved config (a plain dict)."""
+    e: list[str] = []
+    int_ge = lambda lo: (lambda v: _is_int(v) and v >= lo)  # noqa: E731
+    _check(e, cfg, "seed", _is_int, "an integer")
+    _check(e, cfg, "device", lambda v: v in DEVICES, f"one of {list(DEVICES)}")
+    if cfg.get("device") == "cuda" and not torch.cuda.is_available():
+        e.append("device = 'cuda': no CUDA device is available here; use device=cpu or device=auto")
+
+    agent = cfg.get("agent", {})
+    _check(e, cfg, "agent.name", lambda v: v in AGENTS, f"one of {sorted(AGENTS)}")
+    if agent.get("name") in AGENTS:
+        _, defaults = AGENTS[agent["name"]]
+        from agents import TRAINER_KEYS
+        unknown = sorted(set(agent) - set(defaults) - TRAINER_KEYS)
+        if unknown:
+            e.append(f"agent: unknown keys {unknown} for agent '{agent['name']}'; "
+                     f"allowed: {sorted(set(defaults) | TRAINER_KEYS)}")
+    _check(e, cfg, "agent.replay_ratio", int_ge(1), "an integer >= 1 (updates per env step)")
+    _check(e, cfg, "agent.batch_size", int_ge(1), "an integer >= 1")
+    _check(e, cfg, "agent.buffer_size", int_ge(1), "an integer >= 1")
+    _check(e, cfg, "agent.n_step", int_ge(1), "an integer >= 1")
+    _check(e, cfg, "agent.gamma", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]")
+    _check(e, cfg, "agent.lr", lambda v: _is_num(v) and v > 0, "a number > 0")
+    _check(e, cfg, "agent.tau", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]")
+    _check(e, cfg, "agent.num_critics", int_ge(1), "an integer >= 1")
+    _check(e, cfg, "agent.init_temperature", lambda v: _is_num(v) and v > 0, "a number > 0")
+    _check(e, cfg, "agent.hidden_dims",
+           lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(w) and w > 0 for w in v),
+           "a non-empty list of positive integers")
+    _check(e, cfg, "agent.activation", lambda v: v in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
+    _check(e, cfg, "agent.actor_q", lambda v: v in ("min", "mean"), "one of ['min', 'mean']")
+    m, n = agent.get("num_target_critics"), agent.get("num_critics")
+    if m is not None and not (_is_int(m) and _is_int(n) and 1 <= m <= n):
+        e.append(f"agent.num_target_critics = {m!r}: must be null or an integer in [1, num_critics={n}]")
+    bs, size = agent.get("batch_size"), agent.get("buffer_size")
+    if _is_int(bs) and _is_int(size) and bs > size:
+        e.append(f"agent.batch_size = {bs}: must not exceed agent.buffer_size = {size}")
+
+    _check(e, cfg, "env.id", lambda v: isinstance(v, str), "a string like 'dmc:cheetah-run'")
+    if isinstance(cfg.get("env", {}).get("id"), str):
+        try:
+            check_env_id(cfg["env"]["id"])
+        except EnvIdError as err:
+            e.append(f"env.id: {err}")
+    _check(e, cfg, "env.action_repeat", int_ge(1), "an integer >= 1")
+
+    _check(e, cfg, "train.total_steps", int_ge(1), "an integer >= 1")
+    _check(e, cfg, "train.learning_starts", int_ge(1), "an integer >= 1 (env steps before updates)")
+    _check(e, cfg, "train.eval_every", int_ge(0), "an integer >= 0 (0: only at the end)")
+    _check(e, cfg, "train.eval_episodes", int_ge(1), "an integer >= 1")
+    _check(e, cfg, "train.log_every", int_ge(1), "an integer >= 1")
+    _check(e, cfg, "train.checkpoint_every", int_ge(0), "an integer >= 0 (0: final only)")
+    if e:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(e))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

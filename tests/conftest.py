@@ -1,0 +1,29 @@
+"""Shared test helpers: compose the real Hydra config with overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+def make_config(*overrides: str) -> dict:
+    """The resolved config `python train.py <overrides>` would run with."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+# A tiny but real run: Pendulum, small nets, a few hundred steps.
+TINY = ("device=cpu", "train.total_steps=1000", "train.learning_starts=200", "train.eval_every=500",
+        "train.eval_episodes=1", "train.log_every=250", "train.checkpoint_every=400",
+        "train.progress=false", "agent.hidden_dims=[32,32]", "agent.batch_size=32",
+        "agent.buffer_size=5000", "agent.replay_ratio=2")
+
+
+@pytest.fixture
+def tiny_config():
+    return make_config(*TINY)

@@ -1,0 +1,71 @@
+"""Bad config values fail before any work, with the key and the allowed values named."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.validate import ConfigError, validate_config
+from tests.conftest import TINY, make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_config_is_valid():
+    validate_config(make_config())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["agent.replay_ratio=0"], "agent.replay_ratio = 0: must be an integer >= 1"),
+    (["agent.replay_ratio=1.5"], "agent.replay_ratio = 1.5"),
+    (["agent.lr=-0.001"], "agent.lr = -0.001: must be a number > 0"),
+    (["agent.batch_size=512", "agent.buffer_size=100"], "agent.batch_size = 512: must not exceed agent.buffer_size = 100"),
+    (["agent.gamma=1.5"], "agent.gamma = 1.5: must be a number in (0, 1]"),
+    (["agent.tau=0"], "agent.tau = 0"),
+    (["agent.n_step=0"], "agent.n_step = 0"),
+    (["agent.num_target_critics=3"], "agent.num_target_critics = 3: must be null or an integer in [1, num_critics=2]"),
+    (["agent.hidden_dims=[]"], "agent.hidden_dims = []"),
+    (["agent.activation=swish"], "agent.activation = 'swish': must be one of ['crelu', 'elu', 'gelu', 'relu', 'tanh']"),
+    (["agent.actor_q=max"], "agent.actor_q = 'max'"),
+    (["agent.name=ppo"], "agent.name = 'ppo': must be one of ['sac']"),
+    (["+agent.warmup=3"], "agent: unknown keys ['warmup']"),
+    (["env.id=dmc:cheetah-fly"], "unknown DMC task 'fly'"),
+    (["env.id=dmc:cheetahh-run"], "valid domains:"),
+    (["env.id=gym:Pendullum-v1"], "Pendulum-v1"),
+    (["env.action_repeat=0"], "env.action_repeat = 0"),
+    (["train.total_steps=0"], "train.total_steps = 0"),
+    (["train.learning_starts=0"], "train.learning_starts = 0"),
+    (["train.eval_episodes=0"], "train.eval_episodes = 0"),
+    (["device=tpu"], "device = 'tpu': must be one of ['auto', 'cpu', 'cuda']"),
+    (["seed=abc"], "seed = 'abc': must be an integer"),
+])
+def test_bad_value_names_key_and_allowed(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        validate_config(make_config(*overrides))
+    assert message in str(err.value)
+
+
+def test_every_error_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        validate_config(make_config("agent.replay_ratio=0", "agent.lr=-1", "train.total_steps=0"))
+    text = str(err.value)
+    assert "agent.replay_ratio" in text and "agent.lr" in text and "train.total_steps" in text
+
+
+def test_cuda_requested_without_gpu():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        validate_config(make_config("device=cuda"))
+
+
+def test_train_py_refuses_before_any_work(tmp_path):
+    """The CLI exits with status 2 and the message, and leaves no run directory behind."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "train.py", *TINY, "agent.replay_ratio=0", f"hydra.run.dir={run_dir}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "agent.replay_ratio = 0: must be an integer >= 1" in proc.stderr
+    assert not run_dir.exists()
