@@ -34,6 +34,8 @@ SAC_DEFAULTS = dict(
 class SAC(nn.Module):
     """SAC for continuous actions in [-1, 1]. See the module docstring for the losses."""
 
+    target_networks = {"critic": "critic_target"}  # online prefix -> its target, for plasticity groups
+
     def __init__(self, obs_dim: int, action_dim: int, device="cpu", **hparams):
         super().__init__()
         unknown = set(hparams) - set(SAC_DEFAULTS)
@@ -64,6 +66,12 @@ class SAC(nn.Module):
         self._actor_params = list(self.actor.parameters())
         self._critic_params = list(self.critic.parameters())
         self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
+
+    def initial_value(self, name: str) -> torch.Tensor:
+        """Initial value of a bare parameter of the agent (a full reset re-initialises alpha)."""
+        if name != "log_alpha":
+            raise KeyError(name)
+        return torch.full_like(self.log_alpha, math.log(self.hparams["init_temperature"]))
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()

@@ -1,0 +1,91 @@
+"""Named parameter groups: fnmatch patterns over an agent's `named_parameters()`.
+
+A pattern matches a parameter if it matches its full name (`critic.*`) or names a module that
+owns it (`critic.head` matches `critic.head.weight`). Target networks are never matched directly;
+each online parameter's counterpart comes from `agent.target_networks` ({"critic": "critic_target"}).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+class GroupError(ValueError):
+    """A pattern matched nothing, or a group cannot be resolved on this agent."""
+
+
+def _matches(name: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(name, pattern) or name.startswith(pattern + ".")
+
+
+@dataclass
+class ParameterGroup:
+    """The resolved parameters (and buffers) of one group, with what goes with them."""
+    name: str
+    patterns: tuple[str, ...]
+    params: dict[str, nn.Parameter]  # online, by full name
+    buffers: dict[str, object] = field(default_factory=dict)  # online buffers (e.g. norm stats)
+    target_params: dict[str, nn.Parameter] = field(default_factory=dict)  # online name -> target param
+    optimizers: list = field(default_factory=list)  # optimizers holding any of `params`
+
+
+def _target_prefixes(agent) -> dict[str, str]:
+    return dict(getattr(agent, "target_networks", {}))
+
+
+def _is_target(name: str, targets: dict[str, str]) -> bool:
+    return any(name == t or name.startswith(t + ".") for t in targets.values())
+
+
+def target_name(name: str, targets: dict[str, str]) -> str | None:
+    for online, target in targets.items():
+        if name.startswith(online + "."):
+            return target + name[len(online):]
+    return None
+
+
+def resolve_group(agent: nn.Module, patterns, name: str | None = None) -> ParameterGroup:
+    """Resolve `patterns` on `agent`; every pattern must match at least one parameter."""
+    patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+    targets = _target_prefixes(agent)
+    all_params = dict(agent.named_parameters())
+    online = {n: p for n, p in all_params.items() if not _is_target(n, targets)}
+    matched: dict[str, nn.Parameter] = {}
+    for pattern in patterns:
+        hits = {n: p for n, p in online.items() if _matches(n, pattern)}
+        if not hits:
+            raise GroupError(f"parameter pattern '{pattern}' matches nothing; parameters of "
+                             f"{type(agent).__name__}: {', '.join(online)}")
+        matched.update(hits)
+    buffers = {n: b for n, b in agent.named_buffers()
+               if not _is_target(n, targets) and any(_matches(n, p) for p in patterns)}
+    target_params = {}
+    for n in matched:
+        t = target_name(n, targets)
+        if t is not None and t in all_params:
+            target_params[n] = all_params[t]
+    ids = {id(p) for p in matched.values()}
+    optimizers = [opt for opt in getattr(agent, "optimizers", {}).values()
+                  if any(id(p) in ids for g in opt.param_groups for p in g["params"])]
+    return ParameterGroup(name or "+".join(patterns), patterns, matched, buffers, target_params, optimizers)
+
+
+def last_layers(agent: nn.Module, prefix: str, depth: int) -> list[str]:
+    """Module names of the last `depth` layers under `prefix` (a layer = a linear or conv module
+    plus the parameterised modules, e.g. LayerNorm, that follow it). Used for head resets."""
+    layers: list[list[str]] = []
+    for name, module in agent.named_modules():
+        if not (name == prefix or name.startswith(prefix + ".")):
+            continue
+        own = list(module.parameters(recurse=False))
+        if not own:
+            continue
+        if hasattr(module, "in_features") or hasattr(module, "in_channels") or not layers:
+            layers.append([name])
+        else:
+            layers[-1].append(name)
+    if depth < 1 or depth > len(layers):
+        raise GroupError(f"head depth {depth} for '{prefix}': must be in [1, {len(layers)}]")
+    return [n for layer in layers[-depth:] for n in layer]

@@ -1,0 +1,104 @@
+"""The reset scheduler: rules (intervention, group, trigger), applied to any agent.
+
+Triggers count gradient updates or env steps (the unit is explicit) and fire at
+start, start + every, ... (start defaults to every), never after `stop_after` (in the same
+unit) and at most `max_count` times. The trainer calls `after_update` after every gradient
+update and `after_env_step` after each env step's updates, so the firing steps are the same
+at any replay ratio and, with the scheduler's state in the checkpoint, across a resume.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plasticity.groups import resolve_group
+from plasticity.interventions import INTERVENTIONS, Intervention
+
+UNITS = ("updates", "env_steps")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    unit: str
+    every: int
+    start: int | None = None
+    stop_after: int | None = None
+    max_count: int | None = None
+
+    def __post_init__(self):
+        if self.unit not in UNITS:
+            raise ValueError(f"trigger unit '{self.unit}', allowed: {list(UNITS)}")
+        if not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"trigger every={self.every!r}: must be an integer >= 1")
+
+    def fires(self, count: int, fired: int) -> bool:
+        start = self.every if self.start is None else self.start
+        return (count >= start and (count - start) % self.every == 0
+                and (self.stop_after is None or count <= self.stop_after)
+                and (self.max_count is None or fired < self.max_count))
+
+
+class Rule:
+    def __init__(self, name: str, intervention: Intervention, patterns, trigger: Trigger):
+        self.name, self.intervention, self.patterns, self.trigger = name, intervention, patterns, trigger
+        self.fired = 0
+
+
+class ResetScheduler:
+    """Applies rules to `agent`; records every event. An agent may define `on_reset(rule_name)`
+    (BBF restarts its annealing there); it never contains reset logic of its own."""
+
+    def __init__(self, agent, rules: list[Rule]):
+        self.agent, self.rules, self.events = agent, rules, []
+        for rule in rules:
+            rule.intervention.bind(agent, resolve_group(agent, rule.patterns, rule.name))
+
+    def after_update(self, updates: int, env_steps: int) -> list[dict]:
+        for rule in self.rules:
+            rule.intervention.on_update()
+        return self._fire("updates", updates, updates, env_steps)
+
+    def after_env_step(self, env_steps: int, updates: int) -> list[dict]:
+        return self._fire("env_steps", env_steps, updates, env_steps)
+
+    def _fire(self, unit, count, updates, env_steps) -> list[dict]:
+        fired = []
+        for rule in self.rules:
+            if rule.trigger.unit == unit and rule.trigger.fires(count, rule.fired):
+                rule.intervention.apply()
+                rule.fired += 1
+                if hasattr(self.agent, "on_reset"):
+                    self.agent.on_reset(rule.name)
+                event = {"rule": rule.name, "intervention": type(rule.intervention).__name__,
+                         "group": list(rule.patterns), "updates": updates, "env_steps": env_steps}
+                self.events.append(event)
+                fired.append(event)
+        return fired
+
+    def state_dict(self) -> dict:
+        return {"fired": [r.fired for r in self.rules], "events": list(self.events),
+                "interventions": [r.intervention.state_dict() for r in self.rules]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["fired"]) != len(self.rules):
+            raise ValueError(f"scheduler state has {len(state['fired'])} rules, this config {len(self.rules)}")
+        for rule, fired, inner in zip(self.rules, state["fired"], state["interventions"]):
+            rule.fired = fired
+            rule.intervention.load_state_dict(inner)
+        self.events = list(state["events"])
+
+
+def build_scheduler(agent, rules_cfg: list[dict]) -> ResetScheduler:
+    """Rules from config dicts: {name?, intervention, groups, unit, every, start?, stop_after?,
+    max_count?, and the intervention's own options (optimizer, target, shrink, ...)}."""
+    rules = []
+    for i, spec in enumerate(rules_cfg or []):
+        spec = dict(spec)
+        kind = spec.pop("intervention", None)
+        if kind not in INTERVENTIONS:
+            raise ValueError(f"plasticity.rules[{i}].intervention = {kind!r}, allowed: {sorted(INTERVENTIONS)}")
+        trigger = Trigger(spec.pop("unit", None), spec.pop("every", None), spec.pop("start", None),
+                          spec.pop("stop_after", None), spec.pop("max_count", None))
+        patterns = spec.pop("groups")
+        name = spec.pop("name", None) or f"{kind}:{'+'.join(patterns)}"
+        rules.append(Rule(name, INTERVENTIONS[kind](**spec), patterns, trigger))
+    return ResetScheduler(agent, rules)
