@@ -13,6 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from plasticity.groups import GroupError
 from runner.checkpoint import CheckpointError
 from runner.resume import resume_config
 from runner.trainer import Trainer
@@ -42,7 +43,7 @@ def main(cfg: DictConfig) -> None:
         trainer = Trainer(config, run_dir)
         if config.get("resume"):
             trainer.restore()
-    except (ConfigError, CheckpointError) as err:
+    except (ConfigError, CheckpointError, GroupError) as err:
         _fail(str(err), run_dir)
     summary = trainer.train()
     print(f"run dir: {run_dir}\nenv steps {summary['env_steps']}, updates {summary['updates']}, "

@@ -11,7 +11,7 @@ from agents.serialization import atomic_save
 FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 # Config sections that must match for a checkpoint to be resumed (train.* and device may change).
-COMPATIBLE_SECTIONS = ("agent", "env", "seed")
+COMPATIBLE_SECTIONS = ("agent", "env", "plasticity", "seed")
 
 
 class CheckpointError(ValueError):

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from runner.checkpoint import CHECKPOINT_NAME, CheckpointError, config_differences
 
-GROUPS = ("agent", "env")
+GROUPS = ("agent", "env", "plasticity")
 
 
 def _get(cfg: dict, dotted: str):

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from agents import make_agent
 from agents.serialization import atomic_write_text
 from envs import make_env
+from plasticity.scheduler import build_scheduler
 from replay import ReplayBuffer
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from runner.evaluate import evaluate, summarize
@@ -34,6 +35,7 @@ class Trainer:
         self.buffer = ReplayBuffer.for_spaces(
             agent_cfg["buffer_size"], self.env.observation_space.shape, self.env.action_space.shape,
             device=self.device, seed=seed, n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"])
+        self.scheduler = build_scheduler(self.agent, cfg["plasticity"]["rules"])
         self.counters = {"env_steps": 0, "updates": 0, "episodes": 0, "wall_time": 0.0,
                          "last_checkpoint": 0, "mid_episode": False}
         self.eval_history: list[dict] = []
@@ -42,6 +44,7 @@ class Trainer:
     def state(self) -> dict:
         return {"config": self.cfg, "agent": self.agent.training_state(),
                 "replay": self.buffer.state_dict(), "rng": rng_state(),
+                "scheduler": self.scheduler.state_dict(),
                 "action_space_rng": self.env.action_space.np_random.bit_generator.state,
                 "counters": dict(self.counters), "eval_history": list(self.eval_history)}
 
@@ -54,6 +57,7 @@ class Trainer:
         state = load_checkpoint(path or self.run_dir / CHECKPOINT_NAME, self.cfg, self.device)
         self.agent.load_training_state(state["agent"])
         self.buffer.load_state_dict(state["replay"])
+        self.scheduler.load_state_dict(state["scheduler"])
         self.env.action_space.np_random.bit_generator.state = state["action_space_rng"]
         self.counters.update(state["counters"])
         self.eval_history = list(state["eval_history"])
@@ -101,8 +105,10 @@ class Trainer:
                 if c["env_steps"] >= t["learning_starts"]:
                     for _ in range(a["replay_ratio"]):
                         metrics = self.agent.update(self.buffer.sample(a["batch_size"]))
-                    c["updates"] += a["replay_ratio"]
+                        c["updates"] += 1
+                        self._log_events(logger, self.scheduler.after_update(c["updates"], c["env_steps"]))
                 step = c["env_steps"]
+                self._log_events(logger, self.scheduler.after_env_step(step, c["updates"]))
                 if t["eval_every"] and step % t["eval_every"] == 0:
                     self._evaluate(logger)
                 if step % t["log_every"] == 0:
@@ -133,6 +139,11 @@ class Trainer:
         finally:
             logger.close()
 
+    def _log_events(self, logger: RunLogger, events: list[dict]) -> None:
+        for event in events:
+            logger.scalars("plasticity", {"reset": len(self.scheduler.events)}, event["env_steps"])
+            logger.progress(0, resets=len(self.scheduler.events))
+
     def _log_window(self, logger: RunLogger, metrics: dict, window) -> tuple:
         now, c = time.perf_counter(), self.counters
         start, steps0, updates0 = window
@@ -153,4 +164,5 @@ class Trainer:
                 "episodes": c["episodes"], "wall_time_s": c["wall_time"],
                 "env_steps_per_s": c["env_steps"] / wall, "updates_per_s": c["updates"] / wall,
                 "final_eval_return": last["return_mean"] if last else None,
-                "eval": self.eval_history}
+                "eval": self.eval_history, "plasticity": self.cfg["plasticity"]["name"],
+                "plasticity_events": self.scheduler.events}

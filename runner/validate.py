@@ -81,6 +81,7 @@ def validate_config(cfg: dict) -> None:
             e.append(f"env.id: {err}")
     _check(e, cfg, "env.action_repeat", int_ge(1), "an integer >= 1")
 
+    _validate_plasticity(e, cfg.get("plasticity"))
     _check(e, cfg, "train.total_steps", int_ge(1), "an integer >= 1")
     _check(e, cfg, "train.learning_starts", int_ge(1), "an integer >= 1 (env steps before updates)")
     _check(e, cfg, "train.eval_every", int_ge(0), "an integer >= 0 (0: only at the end)")
@@ -89,6 +90,28 @@ def validate_config(cfg: dict) -> None:
     _check(e, cfg, "train.checkpoint_every", int_ge(0), "an integer >= 0 (0: final only)")
     if e:
         raise ConfigError("invalid config:\n  " + "\n  ".join(e))
+
+
+def _validate_plasticity(e: list[str], plasticity) -> None:
+    from plasticity.interventions import INTERVENTIONS
+    from plasticity.scheduler import UNITS
+    if not isinstance(plasticity, dict) or not isinstance(plasticity.get("rules"), list):
+        e.append("plasticity.rules: missing (expected a list of rules; plasticity=none has [])")
+        return
+    for i, rule in enumerate(plasticity["rules"]):
+        key = f"plasticity.rules[{i}]"
+        if not isinstance(rule, dict):
+            e.append(f"{key} = {rule!r}: must be a mapping")
+            continue
+        if rule.get("intervention") not in INTERVENTIONS:
+            e.append(f"{key}.intervention = {rule.get('intervention')!r}: must be one of {sorted(INTERVENTIONS)}")
+        if rule.get("unit") not in UNITS:
+            e.append(f"{key}.unit = {rule.get('unit')!r}: must be one of {list(UNITS)}")
+        if not (_is_int(rule.get("every")) and rule["every"] >= 1):
+            e.append(f"{key}.every = {rule.get('every')!r}: must be an integer >= 1")
+        groups = rule.get("groups")
+        if not (isinstance(groups, list) and groups and all(isinstance(g, str) for g in groups)):
+            e.append(f"{key}.groups = {groups!r}: must be a non-empty list of parameter-name patterns")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -36,6 +36,9 @@ def test_default_config_is_valid():
     (["train.total_steps=0"], "train.total_steps = 0"),
     (["train.learning_starts=0"], "train.learning_starts = 0"),
     (["train.eval_episodes=0"], "train.eval_episodes = 0"),
+    (["plasticity=head_reset", "plasticity.rules.0.intervention=redo"], "plasticity.rules[0].intervention = 'redo': must be one of"),
+    (["plasticity=head_reset", "plasticity.unit=episodes"], "plasticity.rules[0].unit = 'episodes': must be one of ['updates', 'env_steps']"),
+    (["plasticity=head_reset", "plasticity.every=0"], "plasticity.rules[0].every = 0"),
     (["device=tpu"], "device = 'tpu': must be one of ['auto', 'cpu', 'cuda']"),
     (["seed=abc"], "seed = 'abc': must be an integer"),
 ])
@@ -50,6 +53,15 @@ def test_every_error_is_reported_at_once():
         validate_config(make_config("agent.replay_ratio=0", "agent.lr=-1", "train.total_steps=0"))
     text = str(err.value)
     assert "agent.replay_ratio" in text and "agent.lr" in text and "train.total_steps" in text
+
+
+def test_group_pattern_matching_nothing_fails_before_training(tmp_path):
+    from plasticity.groups import GroupError
+    from runner.trainer import Trainer
+    cfg = make_config(*TINY, "plasticity=head_reset", "plasticity.rules.0.groups=[critic.neck]")
+    with pytest.raises(GroupError, match="critic.neck.*critic.head.weight"):
+        Trainer(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_cuda_requested_without_gpu():

@@ -12,7 +12,7 @@ from agents.serialization import atomic_save
 from runner.checkpoint import CheckpointError
 from runner.resume import resume_config
 from runner.trainer import Trainer
-from tests.conftest import TINY
+from tests.conftest import TINY, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,11 @@ def final_state(trainer):
             **{f"replay/{k}": v for k, v in trainer.buffer.storage.fields.items()}}
 
 
-def test_interrupted_run_resumes_bitwise_identical(tmp_path, tiny_config):
+@pytest.mark.parametrize("preset", ["none", "shrink_perturb", "hare_tortoise"])
+def test_interrupted_run_resumes_bitwise_identical(tmp_path, preset):
+    # resets every 250 updates: some before the interruption at step 600, some after
+    tiny_config = make_config(*TINY, f"plasticity={preset}",
+                              *([] if preset == "none" else ["plasticity.unit=updates", "plasticity.every=250"]))
     full = Trainer(tiny_config, tmp_path / "full")
     full.train()
 
@@ -47,6 +51,9 @@ def test_interrupted_run_resumes_bitwise_identical(tmp_path, tiny_config):
                 assert torch.equal(sa[pid][field], sb[pid][field]), (opt_name, pid, field)
     assert full.counters["updates"] == resumed.counters["updates"]
     assert [e["return_mean"] for e in full.eval_history] == [e["return_mean"] for e in resumed.eval_history]
+    assert full.scheduler.events == resumed.scheduler.events
+    if preset != "none":
+        assert [e["updates"] for e in full.scheduler.events] == [250, 500, 750, 1000, 1250, 1500]
 
 
 def test_incompatible_checkpoint_is_refused(tmp_path, tiny_config):
