@@ -147,3 +147,15 @@ def test_stable_parameter_names():
     names = dict(SAC(3, 1, hidden_dims=(8, 8)).named_parameters())
     assert {"log_alpha", "critic.head.weight", "critic.trunk.0.weight", "actor.head.weight",
             "critic_target.head.weight"} <= set(names)
+
+
+def test_crelu_doubles_width_and_trains():
+    from agents.networks import CReLU
+    h = torch.tensor([[1.0, -2.0, 0.0]])
+    assert CReLU()(h).tolist() == [[1.0, 0.0, 0.0, 0.0, 2.0, 0.0]]
+    torch.manual_seed(0)
+    agent = SAC(5, 2, hidden_dims=(16, 8), activation="crelu")
+    assert agent.critic.head.weight.shape == (2, 16, 1)  # fed 2 x 8 features
+    assert agent.actor.head.in_features == 16
+    metrics = agent.update(random_buffer().sample(32))
+    assert all(torch.isfinite(v) for v in metrics.values())
