@@ -65,6 +65,7 @@ class SAC(nn.Module):
         }
         self._actor_params = list(self.actor.parameters())
         self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
         self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
 
     def initial_value(self, name: str) -> torch.Tensor:
@@ -146,8 +147,7 @@ class SAC(nn.Module):
 
     @torch.no_grad()
     def update_target(self) -> None:
-        online = list(self.critic.parameters())
-        torch._foreach_lerp_(list(self.critic_target.parameters()), online, self.tau)
+        torch._foreach_lerp_(self._target_params, self._critic_params, self.tau)
 
     # ----------------------------------------------------------- persistence
     def training_state(self) -> dict:

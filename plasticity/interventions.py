@@ -133,14 +133,15 @@ class HareTortoise(Intervention):
         super().bind(agent, group)
         self._hare = list(group.params.values()) + [b for b in group.buffers.values()
                                                     if torch.is_floating_point(b)]
+        self._hare_data = [h.detach() for h in self._hare]  # views, made once: no per-update allocation
         self.tortoise = [t.detach().clone() for t in self._hare]
 
     @torch.no_grad()
     def on_update(self) -> None:
-        torch._foreach_lerp_(self.tortoise, [h.detach() for h in self._hare], 1.0 - self.m)
+        torch._foreach_lerp_(self.tortoise, self._hare_data, 1.0 - self.m)
 
     def _apply_online(self) -> None:
-        torch._foreach_copy_([h.data for h in self._hare], self.tortoise)
+        torch._foreach_copy_(self._hare_data, self.tortoise)
 
     def state_dict(self) -> dict:
         return {"tortoise": [t.clone() for t in self.tortoise]}
