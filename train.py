@@ -2,7 +2,9 @@
 
 Each run writes runs/<date>_<agent>_<env>_s<seed>/ with config.yaml, tb/ (TensorBoard),
 checkpoint.pt, agent.pt and summary.json. `python train.py resume=runs/<dir>` continues a run;
-`python train.py -m seed=0,1,2 ...` sweeps through Hydra multirun.
+`python train.py -m seed=0,1,2 ...` sweeps through Hydra multirun, jobs in parallel (joblib
+launcher; `threads` per run, see runner/threads.py); `python -m runner.report <sweep dir>`
+summarizes a sweep.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from plasticity.groups import GroupError
 from runner.checkpoint import CheckpointError
 from runner.resume import resume_config
+from runner.threads import apply_threads
 from runner.trainer import Trainer
 from runner.validate import ConfigError, validate_config
 
@@ -40,6 +43,7 @@ def main(cfg: DictConfig) -> None:
             config = resume_config(config["resume"], config, list(hydra_cfg.overrides.task))
             run_dir = Path(config["resume"])
         validate_config(config)
+        config["threads"] = apply_threads(config.get("threads"), hydra_cfg)  # recorded in config.yaml
         trainer = Trainer(config, run_dir)
         if config.get("resume"):
             trainer.restore()

@@ -42,6 +42,10 @@ def validate_config(cfg: dict) -> None:
     _check(e, cfg, "device", lambda v: v in DEVICES, f"one of {list(DEVICES)}")
     if cfg.get("device") == "cuda" and not torch.cuda.is_available():
         e.append("device = 'cuda': no CUDA device is available here; use device=cpu or device=auto")
+    threads = cfg.get("threads")  # absent in configs saved before the key existed: the default
+    if threads is not None and not int_ge(1)(threads):
+        e.append(f"threads = {threads!r}: must be null (torch's default) or an integer >= 1 "
+                 "(torch CPU threads of this run)")
 
     agent = cfg.get("agent", {})
     _check(e, cfg, "agent.name", lambda v: v in AGENTS, f"one of {sorted(AGENTS)}")

@@ -41,11 +41,18 @@ def test_default_config_is_valid():
     (["plasticity=head_reset", "plasticity.every=0"], "plasticity.rules[0].every = 0"),
     (["device=tpu"], "device = 'tpu': must be one of ['auto', 'cpu', 'cuda']"),
     (["seed=abc"], "seed = 'abc': must be an integer"),
+    (["threads=0"], "threads = 0: must be null (torch's default) or an integer >= 1"),
+    (["threads=many"], "threads = 'many': must be null"),
 ])
 def test_bad_value_names_key_and_allowed(overrides, message):
     with pytest.raises(ConfigError) as err:
         validate_config(make_config(*overrides))
     assert message in str(err.value)
+
+
+def test_threads_null_by_default_and_any_positive_int():
+    assert make_config()["threads"] is None
+    validate_config(make_config("threads=2"))
 
 
 def test_every_error_is_reported_at_once():

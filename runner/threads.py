@@ -1,0 +1,36 @@
+"""Torch CPU threads of a run (the config's `threads`).
+
+Parallel runs that each use every core oversubscribe the CPU and all slow down. `threads: null`
+therefore means torch's default in a single run, and in a Hydra multirun whose launcher runs
+`n_jobs` jobs at once (the joblib launcher) an even share of the cores, cores // n_jobs, at
+least 1. An integer is always used as given.
+"""
+from __future__ import annotations
+
+import joblib
+import torch
+from hydra.types import RunMode
+
+
+def concurrent_jobs(n_jobs: int, cpus: int) -> int:
+    """How many jobs joblib runs at once for `n_jobs` (-1: all cores, -2: all but one, ...)."""
+    return max(1, n_jobs if n_jobs > 0 else cpus + 1 + n_jobs)
+
+
+def run_threads(threads: int | None, hydra_cfg=None) -> int | None:
+    """The thread count for this run; None leaves torch's default."""
+    if threads is not None or hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
+        return threads
+    n_jobs = hydra_cfg.launcher.get("n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        return None  # a launcher without a local process pool (submitit, ray): one job per machine
+    cpus = joblib.cpu_count()  # the count joblib resolves n_jobs=-1 with (affinity, cgroup quota)
+    return max(1, cpus // concurrent_jobs(n_jobs, cpus))
+
+
+def apply_threads(threads: int | None, hydra_cfg=None) -> int | None:
+    """Set torch's intra-op threads for this run and return the count used (None: default)."""
+    threads = run_threads(threads, hydra_cfg)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return threads
