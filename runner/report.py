@@ -1,0 +1,144 @@
+"""`python -m runner.report <sweep dir>` (or `plasticrl-report`): summarize a sweep.
+
+Reads every run under the directory (runner/sweep.py), groups them into configurations and
+writes, in the directory (or --out):
+  report.md / report.csv  final eval return per configuration: runs, IQM, median and mean, each
+                          with a 95% stratified-bootstrap confidence interval (rliable); with
+                          several envs, one row over all envs and one per env
+  learning_curves.png     eval return vs env steps per env, mean over seeds, reset events marked
+The table is also printed. Exit status 2 for a missing directory or one without finished runs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from runner.curves import plot_learning_curves
+from runner.sweep import MISSING, Group, ReportError, find_runs, group_runs
+
+METRICS = ("iqm", "median", "mean")
+HEADER = ("config", "env", "runs", "IQM [95% CI]", "median [95% CI]", "mean [95% CI]")
+
+
+def score_matrix(runs: list, tasks: list[str]) -> tuple[np.ndarray, int]:
+    """Final eval returns as rliable's [runs, tasks] matrix (runs of each task ordered by seed).
+    Tasks with more runs than the others are cut to the smallest count; returns how many were cut."""
+    per_task = [sorted((r.summary.get("seed", 0), r.summary["final_eval_return"])
+                       for r in runs if r.task == task) for task in tasks]
+    n = min(len(scores) for scores in per_task)
+    cut = sum(len(scores) - n for scores in per_task)
+    return np.array([[scores[i][1] for scores in per_task] for i in range(n)], dtype=float), cut
+
+
+def interval_estimates(matrix: np.ndarray, reps: int, seed: int = 0) -> dict:
+    """{metric: (point, low, high)}: rliable's aggregates and 95% stratified-bootstrap CIs."""
+    from rliable import library, metrics  # imported here: rliable is slow to import
+    aggregates = (metrics.aggregate_iqm, metrics.aggregate_median, metrics.aggregate_mean)
+    with warnings.catch_warnings():  # arch < 8 warns that rliable's random_state is deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        points, intervals = library.get_interval_estimates(
+            {"scores": matrix}, lambda x: np.array([f(x) for f in aggregates]), reps=reps,
+            random_state=np.random.RandomState(seed))
+    point, (low, high) = points["scores"], intervals["scores"]
+    return {m: (float(point[i]), float(low[i]), float(high[i])) for i, m in enumerate(METRICS)}
+
+
+def table_rows(groups: list[Group], reps: int, seed: int = 0) -> tuple[list[dict], list[str]]:
+    """One row per configuration (over all its envs) and, with several envs, one per env."""
+    tasks = list(dict.fromkeys(r.task for g in groups for r in g.runs))
+    rows, notes = [], []
+    for group in groups:
+        mine = [t for t in tasks if any(r.task == t for r in group.runs)]
+        scopes = [("all" if len(tasks) > 1 else mine[0], mine)]
+        if len(tasks) > 1:
+            scopes += [(t, [t]) for t in mine]
+        for env, scope in scopes:
+            matrix, cut = score_matrix(group.runs, scope)
+            if cut and env == "all":
+                notes.append(f"{group.label}: unequal runs per env; {cut} run(s) beyond the "
+                             f"smallest count left out of the all-env row")
+            rows.append({"config": group.label, "env": env, "runs": matrix.size,
+                         "tasks": len(scope), "keys": group.values,
+                         **interval_estimates(matrix, reps, seed)})
+    return rows, notes
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Returns with 1 decimal, or 3 when every value is below 10 (normalized scores)."""
+    digits = 1 if max(abs(x) for row in rows for m in METRICS for x in row[m]) >= 10 else 3
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for row in rows:
+        cells = [row["config"], row["env"], str(row["runs"])]
+        cells += ["{:.{d}f} [{:.{d}f}, {:.{d}f}]".format(*row[m], d=digits) for m in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], keys: list[str], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["config", *keys, "env", "runs", "tasks"]
+                        + [f"{m}{s}" for m in METRICS for s in ("", "_ci_low", "_ci_high")])
+        for row in rows:
+            values = [row["keys"][k] for k in keys]
+            writer.writerow([row["config"], *("" if v == MISSING else v for v in values),
+                             row["env"], row["runs"], row["tasks"]]
+                            + [repr(x) for m in METRICS for x in row[m]])
+
+
+def build_report(root, out=None, reps: int = 2000, seed: int = 0) -> dict:
+    """Read the runs under `root`, write report.md, report.csv and learning_curves.png to `out`
+    (default `root`) and return {"rows", "skipped", "notes", "text", "paths"}."""
+    root = Path(root)
+    runs = find_runs(root)
+    groups, keys = group_runs(runs)
+    skipped = [r for r in runs if r.skipped]
+    listing = [f"- {r.path.relative_to(root) if r.path != root else '.'} ({r.label}): {r.skipped}"
+               for r in skipped]
+    if not groups:
+        raise ReportError(f"{root}: no finished run; {len(skipped)} skipped:\n" + "\n".join(listing))
+    rows, notes = table_rows(groups, reps, seed)
+    out = Path(out) if out is not None else root
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "report.md", "csv": out / "report.csv", "png": out / "learning_curves.png"}
+    plot_learning_curves([(g.label, [r.summary for r in g.runs]) for g in groups], paths["png"])
+    write_csv(rows, keys, paths["csv"])
+    text = (f"Final eval return per configuration ({sum(len(g.runs) for g in groups)} runs under "
+            f"{root}). IQM, median and mean as in rliable (median and mean: of the per-env means),"
+            f" 95% stratified-bootstrap CIs, {reps} reps.\n\n" + markdown_table(rows) + "\n")
+    if notes:
+        text += "\n" + "\n".join(f"Note: {n}" for n in notes) + "\n"
+    if skipped:
+        text += f"\nSkipped {len(skipped)} run(s):\n" + "\n".join(listing) + "\n"
+    paths["md"].write_text(f"# Sweep report\n\n{text}\n![learning curves]({paths['png'].name})\n")
+    return {"rows": rows, "skipped": skipped, "notes": notes, "text": text, "paths": paths}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="plasticrl-report", description="Summarize a sweep: a table "
+                                     "of final eval returns (IQM, median, mean, 95% CIs) and learning curves.")
+    parser.add_argument("sweep_dir", help="a sweep directory (runs/multirun/<date>) or any "
+                        "directory holding run directories")
+    parser.add_argument("--out", help="write report.md, report.csv, learning_curves.png here "
+                        "(default: the sweep directory)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications (2000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error(f"--reps = {args.reps}: must be an integer >= 1")
+    try:
+        report = build_report(args.sweep_dir, args.out, args.reps, args.seed)
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report["text"] + "\nwrote " + ", ".join(str(p) for p in report["paths"].values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

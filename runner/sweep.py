@@ -1,0 +1,141 @@
+"""Read the runs under a directory and group them into configurations.
+
+A run is any directory holding `config.yaml` (written by train.py when it starts); it is finished
+when it also holds a readable `summary.json` with a final evaluation. Runs are grouped by the
+config keys whose values vary within an env (the env id is the task dimension): keys that only
+change with the env (an env preset's run lengths) and bookkeeping keys (seed, device, threads,
+...) never split configurations.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+TASK_KEY = "env.id"
+# Never a configuration dimension: the task itself, seeds, and keys that do not change results.
+IGNORED = ("env.id", "env.name", "seed", "resume", "device", "threads", "train.progress",
+           "train.log_every", "train.checkpoint_every")
+MISSING = "<absent>"  # the value of a key a run's config does not have
+
+
+class ReportError(ValueError):
+    """The directory does not exist or holds no finished run."""
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict                   # flattened: dotted key -> value (scalars, or JSON for lists)
+    summary: dict | None = None
+    skipped: str | None = None     # why the run is left out, None when finished
+    label: str = ""
+
+    @property
+    def task(self) -> str:
+        return str(self.config.get(TASK_KEY, MISSING))
+
+
+@dataclass
+class Group:
+    """One configuration: its label, key values and its finished runs."""
+    label: str
+    values: dict
+    runs: list = field(default_factory=list)
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """Dotted keys. Lists of mappings (plasticity rules) are indexed; other lists stay whole."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list) and any(isinstance(v, (dict, list)) for v in node):
+        items = ((str(i), v) for i, v in enumerate(node))
+    else:
+        return {prefix: json.dumps(node) if isinstance(node, list) else node}
+    out: dict = {}
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _natural(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def load_run(path: Path) -> Run:
+    try:
+        run = Run(path, flatten(OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))))
+    except Exception as err:  # noqa: BLE001 - any unparsable file: report it, keep going
+        return Run(path, {}, skipped=f"config.yaml unreadable ({type(err).__name__}: {err})")
+    summary_path = path / "summary.json"
+    if not summary_path.is_file():
+        run.skipped = "no summary.json (unfinished, interrupted or failed)"
+        return run
+    try:
+        run.summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as err:
+        run.skipped = f"summary.json unreadable ({err})"
+        return run
+    if not isinstance(run.summary.get("final_eval_return"), (int, float)):
+        run.skipped = "summary.json has no final evaluation"
+    return run
+
+
+def find_runs(root) -> list[Run]:
+    """Every run directory under `root` (recursively), in natural order (job 2 before job 10)."""
+    root = Path(root)
+    if not root.exists():
+        raise ReportError(f"{root}: no such directory")
+    if not root.is_dir():
+        raise ReportError(f"{root}: not a directory")
+    runs = [load_run(p.parent) for p in sorted(root.rglob("config.yaml"), key=_natural)]
+    if not runs:
+        raise ReportError(f"{root}: no runs found (a run directory holds the config.yaml and "
+                          "summary.json that train.py writes)")
+    return runs
+
+
+def _preference(key: str, order: list[str]) -> tuple:
+    # Group choices (plasticity.name) first, then shallow knobs (plasticity.every) before the
+    # values they interpolate into (plasticity.rules.0.every), then config order.
+    choice = key.count(".") == 1 and key.endswith(".name")
+    return (not choice, key.count("."), order.index(key))
+
+
+def config_keys(runs: list[Run]) -> list[str]:
+    """The fewest keys, by preference, that separate the configurations within each task."""
+    order = list(dict.fromkeys(k for run in runs for k in run.config))
+    candidates = [k for k in order if k not in IGNORED
+                  and len({json.dumps(r.config.get(k, MISSING)) for r in runs}) > 1]
+
+    def count(keys):
+        return len({(r.task, *(json.dumps(r.config.get(k, MISSING)) for k in keys)) for r in runs})
+
+    kept: list[str] = []
+    for key in sorted(candidates, key=lambda k: _preference(k, order)):
+        if count(kept + [key]) > count(kept):
+            kept.append(key)
+    return sorted(kept, key=order.index)
+
+
+def _show(key: str, value) -> str:
+    name = key[:-len(".name")] if key.count(".") == 1 and key.endswith(".name") else key
+    return f"{name}={'null' if value is None else str(value).lower() if isinstance(value, bool) else value}"
+
+
+def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
+    """Configurations in order of first appearance, each with its finished runs; and the keys.
+    Every run (skipped ones too) gets its `label`."""
+    keys = config_keys(runs)
+    groups: dict[tuple, Group] = {}
+    for run in runs:
+        values = {k: run.config.get(k, MISSING) for k in keys}
+        run.label = ", ".join(_show(k, v) for k, v in values.items() if v != MISSING) or "all runs"
+        ident = tuple(json.dumps(v) for v in values.values())
+        group = groups.setdefault(ident, Group(run.label, values))
+        if run.skipped is None:
+            group.runs.append(run)
+    return [g for g in groups.values() if g.runs], keys
