@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from plasticity.groups import resolve_group
 from plasticity.interventions import INTERVENTIONS, Intervention
+from plasticity.regen import REGULARIZERS
 
 UNITS = ("updates", "env_steps")
 
@@ -45,12 +46,17 @@ class Rule:
 
 class ResetScheduler:
     """Applies rules to `agent`; records every event. An agent may define `on_reset(rule_name)`
-    (BBF restarts its annealing there); it never contains reset logic of its own."""
+    (BBF restarts its annealing there); it never contains reset logic of its own.
+    `regularizers` (e.g. Regen) act on every update through optimizer hooks; they are bound
+    to their groups here so that their state travels with the scheduler's in checkpoints."""
 
-    def __init__(self, agent, rules: list[Rule]):
+    def __init__(self, agent, rules: list[Rule], regularizers: list[tuple] = ()):
         self.agent, self.rules, self.events = agent, rules, []
         for rule in rules:
             rule.intervention.bind(agent, resolve_group(agent, rule.patterns, rule.name))
+        self.regularizers = [reg for reg, _ in regularizers]
+        for reg, patterns in regularizers:
+            reg.bind(agent, resolve_group(agent, patterns))
 
     def after_update(self, updates: int, env_steps: int) -> list[dict]:
         for rule in self.rules:
@@ -76,7 +82,8 @@ class ResetScheduler:
 
     def state_dict(self) -> dict:
         return {"fired": [r.fired for r in self.rules], "events": list(self.events),
-                "interventions": [r.intervention.state_dict() for r in self.rules]}
+                "interventions": [r.intervention.state_dict() for r in self.rules],
+                "regularizers": [r.state_dict() for r in self.regularizers]}
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["fired"]) != len(self.rules):
@@ -84,12 +91,15 @@ class ResetScheduler:
         for rule, fired, inner in zip(self.rules, state["fired"], state["interventions"]):
             rule.fired = fired
             rule.intervention.load_state_dict(inner)
+        for reg, inner in zip(self.regularizers, state["regularizers"]):
+            reg.load_state_dict(inner)
         self.events = list(state["events"])
 
 
-def build_scheduler(agent, rules_cfg: list[dict]) -> ResetScheduler:
+def build_scheduler(agent, rules_cfg: list[dict], regularizers_cfg: list[dict] = ()) -> ResetScheduler:
     """Rules from config dicts: {name?, intervention, groups, unit, every, start?, stop_after?,
-    max_count?, and the intervention's own options (optimizer, target, shrink, ...)}."""
+    max_count?, and the intervention's own options (optimizer, target, shrink, ...)};
+    regularizers from {kind, groups, and the regularizer's options (coef)}."""
     rules = []
     for i, spec in enumerate(rules_cfg or []):
         spec = dict(spec)
@@ -101,4 +111,12 @@ def build_scheduler(agent, rules_cfg: list[dict]) -> ResetScheduler:
         patterns = spec.pop("groups")
         name = spec.pop("name", None) or f"{kind}:{'+'.join(patterns)}"
         rules.append(Rule(name, INTERVENTIONS[kind](**spec), patterns, trigger))
-    return ResetScheduler(agent, rules)
+    regularizers = []
+    for i, spec in enumerate(regularizers_cfg or []):
+        spec = dict(spec)
+        kind = spec.pop("kind", None)
+        if kind not in REGULARIZERS:
+            raise ValueError(f"plasticity.regularizers[{i}].kind = {kind!r}, allowed: {sorted(REGULARIZERS)}")
+        patterns = spec.pop("groups")
+        regularizers.append((REGULARIZERS[kind](**spec), patterns))
+    return ResetScheduler(agent, rules, regularizers)

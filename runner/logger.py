@@ -35,6 +35,10 @@ class RunLogger:
                                  for k, v in postfix.items()})
             self.bar.set_postfix(self.postfix, refresh=False)
 
+    def refresh(self) -> None:
+        """Redraw the bar now (for long work that does not advance the step count)."""
+        self.bar.refresh()
+
     def summary(self, summary: dict) -> None:
         atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")
 

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from agents import make_agent
 from agents.serialization import atomic_write_text
 from envs import make_env
+from plasticity.diagnostics import Diagnostics
 from plasticity.scheduler import build_scheduler
 from replay import ReplayBuffer
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -35,7 +36,10 @@ class Trainer:
         self.buffer = ReplayBuffer.for_spaces(
             agent_cfg["buffer_size"], self.env.observation_space.shape, self.env.action_space.shape,
             device=self.device, seed=seed, n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"])
-        self.scheduler = build_scheduler(self.agent, cfg["plasticity"]["rules"])
+        plasticity, diag = cfg["plasticity"], cfg["diagnostics"]
+        self.scheduler = build_scheduler(self.agent, plasticity["rules"], plasticity.get("regularizers"))
+        self.diagnostics = Diagnostics(self.agent, diag["groups"], diag["every"], diag["tau"],
+                                       diag["srank_delta"])
         self.counters = {"env_steps": 0, "updates": 0, "episodes": 0, "wall_time": 0.0,
                          "last_checkpoint": 0, "mid_episode": False}
         self.eval_history: list[dict] = []
@@ -102,11 +106,11 @@ class Trainer:
                 self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
                 obs, episode_return = next_obs, episode_return + float(reward)
                 c["env_steps"], in_episode = c["env_steps"] + 1, True
+                if c["env_steps"] == t["learning_starts"] and t["priming_updates"]:
+                    metrics = self._prime(logger)
                 if c["env_steps"] >= t["learning_starts"]:
                     for _ in range(a["replay_ratio"]):
-                        metrics = self.agent.update(self.buffer.sample(a["batch_size"]))
-                        c["updates"] += 1
-                        self._log_events(logger, self.scheduler.after_update(c["updates"], c["env_steps"]))
+                        metrics = self._update(logger)
                 step = c["env_steps"]
                 self._log_events(logger, self.scheduler.after_env_step(step, c["updates"]))
                 if t["eval_every"] and step % t["eval_every"] == 0:
@@ -138,6 +142,30 @@ class Trainer:
             return summary
         finally:
             logger.close()
+
+    def _update(self, logger: RunLogger) -> dict:
+        """One gradient update, then the scheduler; diagnostics on every K-th update."""
+        c = self.counters
+        due = self.diagnostics.due(c["updates"] + 1)
+        with self.diagnostics.capture(due):
+            metrics = self.agent.update(self.buffer.sample(self.cfg["agent"]["batch_size"]))
+        c["updates"] += 1
+        if due:
+            logger.scalars("plasticity", self.diagnostics.measure(), c["env_steps"])
+        self._log_events(logger, self.scheduler.after_update(c["updates"], c["env_steps"]))
+        return metrics
+
+    def _prime(self, logger: RunLogger) -> dict:
+        """Heavy priming (Nikishin et al. 2022, "SAC w/ HP"): `priming_updates` extra updates on
+        the first `learning_starts` transitions, before the regular ones. They are ordinary
+        updates: counted, seen by the scheduler and the diagnostics."""
+        n, metrics = self.cfg["train"]["priming_updates"], {}
+        for i in range(n):
+            metrics = self._update(logger)
+            if (i + 1) % 1000 == 0 or i + 1 == n:
+                logger.progress(0, priming=f"{i + 1}/{n}")
+                logger.refresh()
+        return metrics
 
     def _log_events(self, logger: RunLogger, events: list[dict]) -> None:
         for event in events:

@@ -92,6 +92,8 @@ def validate_config(cfg: dict) -> None:
     _check(e, cfg, "train.eval_episodes", int_ge(1), "an integer >= 1")
     _check(e, cfg, "train.log_every", int_ge(1), "an integer >= 1")
     _check(e, cfg, "train.checkpoint_every", int_ge(0), "an integer >= 0 (0: final only)")
+    _check(e, cfg, "train.priming_updates", int_ge(0), "an integer >= 0 (0: no heavy priming)")
+    _validate_diagnostics(e, cfg)
     if e:
         raise ConfigError("invalid config:\n  " + "\n  ".join(e))
 
@@ -113,9 +115,41 @@ def _validate_plasticity(e: list[str], plasticity) -> None:
             e.append(f"{key}.unit = {rule.get('unit')!r}: must be one of {list(UNITS)}")
         if not (_is_int(rule.get("every")) and rule["every"] >= 1):
             e.append(f"{key}.every = {rule.get('every')!r}: must be an integer >= 1")
-        groups = rule.get("groups")
-        if not (isinstance(groups, list) and groups and all(isinstance(g, str) for g in groups)):
-            e.append(f"{key}.groups = {groups!r}: must be a non-empty list of parameter-name patterns")
+        _check_groups(e, key, rule.get("groups"))
+    from plasticity.regen import REGULARIZERS
+    regularizers = plasticity.get("regularizers", [])
+    if not isinstance(regularizers, list):
+        e.append(f"plasticity.regularizers = {regularizers!r}: must be a list (or absent)")
+        return
+    for i, reg in enumerate(regularizers):
+        key = f"plasticity.regularizers[{i}]"
+        if not isinstance(reg, dict):
+            e.append(f"{key} = {reg!r}: must be a mapping")
+            continue
+        if reg.get("kind") not in REGULARIZERS:
+            e.append(f"{key}.kind = {reg.get('kind')!r}: must be one of {sorted(REGULARIZERS)}")
+        if not (_is_num(reg.get("coef")) and reg["coef"] >= 0):
+            e.append(f"{key}.coef = {reg.get('coef')!r}: must be a number >= 0")
+        _check_groups(e, key, reg.get("groups"))
+
+
+def _check_groups(e: list[str], key: str, groups) -> None:
+    if not (isinstance(groups, list) and groups and all(isinstance(g, str) for g in groups)):
+        e.append(f"{key}.groups = {groups!r}: must be a non-empty list of parameter-name patterns")
+
+
+def _validate_diagnostics(e: list[str], cfg: dict) -> None:
+    _check(e, cfg, "diagnostics.every", lambda v: _is_int(v) and v >= 0,
+           "an integer >= 0 (gradient updates between measurements; 0: off)")
+    _check(e, cfg, "diagnostics.tau", lambda v: _is_num(v) and v >= 0, "a number >= 0")
+    _check(e, cfg, "diagnostics.srank_delta", lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)")
+    groups = cfg.get("diagnostics", {}).get("groups")
+    ok = groups is None or (isinstance(groups, list) and all(
+        isinstance(g, str) or (isinstance(g, list) and g and all(isinstance(x, str) for x in g))
+        for g in groups))
+    if not ok:
+        e.append(f"diagnostics.groups = {groups!r}: must be null (each network) or a list of "
+                 "patterns or lists of patterns")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -22,11 +22,15 @@ def final_state(trainer):
             **{f"replay/{k}": v for k, v in trainer.buffer.storage.fields.items()}}
 
 
-@pytest.mark.parametrize("preset", ["none", "shrink_perturb", "hare_tortoise"])
-def test_interrupted_run_resumes_bitwise_identical(tmp_path, preset):
+EVERY_250 = ("plasticity.unit=updates", "plasticity.every=250")
+
+
+@pytest.mark.parametrize("preset, extra", [
+    ("none", ()), ("shrink_perturb", EVERY_250), ("hare_tortoise", EVERY_250),
+    ("regen", ("plasticity.coef=0.01", "train.priming_updates=50", "diagnostics.every=100"))])
+def test_interrupted_run_resumes_bitwise_identical(tmp_path, preset, extra):
     # resets every 250 updates: some before the interruption at step 600, some after
-    tiny_config = make_config(*TINY, f"plasticity={preset}",
-                              *([] if preset == "none" else ["plasticity.unit=updates", "plasticity.every=250"]))
+    tiny_config = make_config(*TINY, f"plasticity={preset}", *extra)
     full = Trainer(tiny_config, tmp_path / "full")
     full.train()
 
@@ -52,7 +56,7 @@ def test_interrupted_run_resumes_bitwise_identical(tmp_path, preset):
     assert full.counters["updates"] == resumed.counters["updates"]
     assert [e["return_mean"] for e in full.eval_history] == [e["return_mean"] for e in resumed.eval_history]
     assert full.scheduler.events == resumed.scheduler.events
-    if preset != "none":
+    if extra == EVERY_250:
         assert [e["updates"] for e in full.scheduler.events] == [250, 500, 750, 1000, 1250, 1500]
 
 

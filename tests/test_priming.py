@@ -1,0 +1,36 @@
+"""Heavy priming and diagnostics inside a real (tiny) training run."""
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from runner.trainer import Trainer
+from tests.conftest import TINY, make_config
+
+
+def scalars(run_dir, tag):
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
+
+
+def test_priming_runs_once_at_learning_starts_and_diagnostics_are_logged(tmp_path):
+    cfg = make_config(*TINY, "train.priming_updates=300", "diagnostics.every=100",
+                      "plasticity=head_reset", "plasticity.unit=updates", "plasticity.every=250")
+    trainer = Trainer(cfg, tmp_path)
+    summary = trainer.train()
+    t, rr = cfg["train"], cfg["agent"]["replay_ratio"]
+    regular = rr * (t["total_steps"] - t["learning_starts"] + 1)
+    assert summary["updates"] == 300 + regular
+    # the priming updates are ordinary updates: the reset at update 250 fires during priming
+    first = summary["plasticity_events"][0]
+    assert (first["updates"], first["env_steps"]) == (250, t["learning_starts"])
+    dormant = scalars(tmp_path, "plasticity/critic/dormant_ratio")
+    assert len(dormant) == summary["updates"] // 100
+    assert [step for step, _ in dormant[:3]] == [t["learning_starts"]] * 3  # 3 during priming
+    assert all(0.0 <= value <= 1.0 for _, value in dormant)
+    for tag in ("srank", "weight_norm", "grad_norm", "init_distance"):
+        assert len(scalars(tmp_path, f"plasticity/actor/{tag}")) == len(dormant), tag
+
+
+def test_diagnostics_off_logs_nothing(tmp_path):
+    cfg = make_config(*TINY, "diagnostics.every=0")
+    Trainer(cfg, tmp_path).train()
+    assert scalars(tmp_path, "plasticity/critic/dormant_ratio") == []
