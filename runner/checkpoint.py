@@ -10,8 +10,9 @@ from agents.serialization import atomic_save
 
 FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
-# Config sections that must match for a checkpoint to be resumed (train.* and device may change).
+# Config sections that must match for a checkpoint to be resumed; the rest may change.
 COMPATIBLE_SECTIONS = ("agent", "env", "plasticity", "seed")
+MAY_CHANGE = "only train.*, diagnostics.*, device and threads may change on resume"
 
 
 class CheckpointError(ValueError):
@@ -56,5 +57,5 @@ def load_checkpoint(path, config: dict, device="cpu") -> dict:
     if diffs:
         raise CheckpointError(f"{path} was written by an incompatible config; differing keys:\n  "
                               + "\n  ".join(diffs)
-                              + "\nonly train.* and device may change on resume")
+                              + "\n" + MAY_CHANGE)
     return state

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from runner.checkpoint import CHECKPOINT_NAME, CheckpointError, config_differences
+from runner.checkpoint import CHECKPOINT_NAME, MAY_CHANGE, CheckpointError, config_differences
 
 GROUPS = ("agent", "env", "plasticity")
 
@@ -27,6 +27,16 @@ def _set(cfg: dict, dotted: str, value) -> None:
     node[leaf] = value
 
 
+def _with_missing_keys(saved: dict, defaults: dict) -> dict:
+    """Keys added to the configs after the run was saved take their current defaults."""
+    for key, value in defaults.items():
+        if key not in saved:
+            saved[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(saved[key], dict):
+            _with_missing_keys(saved[key], value)
+    return saved
+
+
 def resume_config(run_dir, composed: dict, overrides: list[str]) -> dict:
     """The config to continue `run_dir` with. `composed` is Hydra's config for this command
     (defaults + overrides, already parsed); only the keys the user overrode are taken from it."""
@@ -37,6 +47,7 @@ def resume_config(run_dir, composed: dict, overrides: list[str]) -> dict:
             raise CheckpointError(f"resume={run_dir}: {path.name} not found in {run_dir} "
                                   "(resume takes a run directory written by train.py)")
     saved = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    saved = _with_missing_keys(saved, composed)
     merged = copy.deepcopy(saved)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -51,5 +62,5 @@ def resume_config(run_dir, composed: dict, overrides: list[str]) -> dict:
     if diffs:
         raise CheckpointError(f"resume={run_dir}: the overrides change what the checkpoint was "
                               "trained with:\n  " + "\n  ".join(diffs)
-                              + "\nonly train.* and device may change on resume")
+                              + "\n" + MAY_CHANGE)
     return merged

@@ -116,3 +116,16 @@ def test_train_py_resume_from_cli(tmp_path):
     bad = subprocess.run([*base, f"resume={run_dir}", "agent.lr=0.1"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "agent.lr: 0.0003 in the checkpoint, 0.1 now" in bad.stderr
+
+
+def test_resume_fills_keys_added_after_the_run_was_saved(tmp_path, tiny_config):
+    from omegaconf import OmegaConf
+    old = copy.deepcopy(tiny_config)
+    del old["diagnostics"], old["train"]["priming_updates"]  # a run saved before these existed
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    merged = resume_config(tmp_path, make_config(*TINY, "train.total_steps=2000"), ["train.total_steps=2000"])
+    assert merged["diagnostics"] == tiny_config["diagnostics"]
+    assert merged["train"]["priming_updates"] == 0 and merged["train"]["total_steps"] == 2000
+    with pytest.raises(CheckpointError, match="diagnostics.\\*, device and threads may change"):
+        resume_config(tmp_path, make_config(*TINY, "agent.lr=0.1"), ["agent.lr=0.1"])
