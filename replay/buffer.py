@@ -65,6 +65,13 @@ class ReplayBuffer:
         return Batch(self.storage.gather("obs", idx), self.storage.gather("action", idx),
                      reward, discount, self.storage.gather("next_obs", last), idx)
 
+    def with_offline(self, offline, offline_fraction: float, seed: int = 0):
+        """A `MixedReplayBuffer` with this buffer as its online part and `offline` (an
+        `OfflineData` from `replay.load_offline`, or a `TensorStorage`) as its offline part."""
+        from replay.mixed import MixedReplayBuffer  # mixed builds on this module
+
+        return MixedReplayBuffer.build(self, offline, offline_fraction, seed)
+
     def state_dict(self) -> dict:
         return {"storage": self.storage.state_dict(), "sampler": self.sampler.state_dict()}
 

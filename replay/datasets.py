@@ -1,0 +1,164 @@
+"""Load a Minari dataset into a `TensorStorage`: the offline part of a mixed replay buffer.
+
+`load_offline(source, env.observation_space, env.action_space)` where `source` is a dataset
+directory (`<dir>` holding `data/`, or the `data/` directory itself) or a dataset id looked up
+under `root` / $MINARI_DATASETS_PATH / ~/.minari/datasets (`minari.load_dataset`'s rule; nothing is
+downloaded). Rows are made to look like our env's: observations flattened to float32 like
+`FlattenFloat32Observation` (see `replay.flatten`; dict keys in sorted order), bounded Box actions
+rescaled to [-1, 1]. Terminations and truncations are kept apart; an episode whose final step is
+neither (e.g. cut by the recorder) gets that step marked truncated (bootstrap from its next
+observation), so n-step returns never run from one episode into the next. A dataset that does
+not fit the env is refused with `DatasetMismatchError` before anything is loaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from replay.dataset_writer import METADATA_PREFIX, datasets_root
+from replay.flatten import flat_dim, flatten_batch, is_continuous, rescale_actions
+from replay.reward import RewardTransform
+from replay.storage import TensorStorage, transition_specs
+
+
+class DatasetMismatchError(ValueError):
+    """A dataset whose observations or actions do not fit the env."""
+
+
+@dataclass
+class OfflineData:
+    """A loaded dataset: `storage` holds its transitions in episode order, one slot each."""
+    storage: TensorStorage
+    name: str  # the source as given, for messages
+    path: str  # the resolved dataset directory
+    episodes: int
+    steps: int
+    closed_by_loader: int  # episodes whose last step was neither terminated nor truncated
+    reward_transform: RewardTransform
+    metadata: dict = field(default_factory=dict)  # minari's (spaces left out)
+
+
+def resolve_dataset(source, root=None) -> Path:
+    """The `data/` directory of a dataset given by path or by id; FileNotFoundError if none."""
+    path = Path(source)
+    for candidate in (path / "data", path):
+        if (candidate / "metadata.json").is_file():
+            return candidate
+    by_id = datasets_root(root) / str(source) / "data"
+    if (by_id / "metadata.json").is_file():
+        return by_id
+    raise FileNotFoundError(
+        f"offline dataset '{source}' not found: it is neither a dataset directory nor a dataset id "
+        f"under {datasets_root(root)} (root / $MINARI_DATASETS_PATH). Remote datasets are not "
+        "downloaded; record one with `python -m runner.collect --env <env id> --dataset-id <id>` "
+        "or copy it there.")
+
+
+def _space_text(space) -> str:
+    if isinstance(space, spaces.Box):
+        return f"Box{tuple(space.shape)} {space.dtype}"
+    if isinstance(space, spaces.Discrete):
+        return f"Discrete({space.n})"
+    return type(space).__name__
+
+
+def check_spaces(name: str, metadata: dict, ds_obs, ds_action, env_obs, env_action,
+                 env_name: str | None = None) -> None:
+    """Raise DatasetMismatchError listing every way the dataset does not fit the env."""
+    problems = []
+    try:
+        ds_flat = (flat_dim(ds_obs),)
+    except TypeError:
+        ds_flat = None
+    env_flat = (int(np.prod(env_obs.shape)),)
+    if ds_flat != env_flat:
+        problems.append(f"observation: dataset {_space_text(ds_obs)} flattens to "
+                        f"{ds_flat or 'nothing (unsupported space)'}, env has shape "
+                        f"{tuple(env_obs.shape)}")
+    if is_continuous(ds_action) != is_continuous(env_action):
+        kind = {True: "continuous", False: "discrete"}
+        problems.append(f"action kind: dataset {kind[is_continuous(ds_action)]} "
+                        f"({_space_text(ds_action)}), env {kind[is_continuous(env_action)]} "
+                        f"({_space_text(env_action)})")
+    elif is_continuous(env_action) and tuple(ds_action.shape) != tuple(env_action.shape):
+        problems.append(f"action: dataset shape {tuple(ds_action.shape)}, env shape "
+                        f"{tuple(env_action.shape)}")
+    elif isinstance(env_action, spaces.Discrete) and (
+            not isinstance(ds_action, spaces.Discrete) or ds_action.n != env_action.n):
+        problems.append(f"action: dataset {_space_text(ds_action)}, env {_space_text(env_action)}")
+    if problems:
+        recorded = (metadata.get(METADATA_PREFIX + "env_id") or metadata.get("env_spec_id")
+                    or "unknown")
+        raise DatasetMismatchError(
+            f"offline dataset '{name}' does not match env '{env_name or 'the env'}':\n  - "
+            + "\n  - ".join(problems)
+            + f"\nThe dataset was recorded in env '{recorded}'. Fix: set the env to the one the "
+            "dataset was recorded in, or record a dataset for this env with "
+            "`python -m runner.collect --env <env id> --dataset-id <id>`.")
+
+
+def _read_metadata(dataset) -> dict:
+    meta = {k: v for k, v in dataset.storage.metadata.items()
+            if k not in ("observation_space", "action_space")}
+    if dataset.spec.env_spec is not None:
+        meta["env_spec_id"] = dataset.spec.env_spec.id
+    return meta
+
+
+def load_offline(source, observation_space, action_space, *, device="cpu",
+                 reward_transform: RewardTransform | None = None, root=None,
+                 env_name: str | None = None) -> OfflineData:
+    """Load every episode of a Minari dataset into a TensorStorage on `device`.
+
+    `observation_space`/`action_space` are the env's (after our wrappers); `env_name` only
+    appears in error messages. Rewards are stored as `reward_transform(r)` (float32).
+    """
+    from minari import MinariDataset
+
+    data_path = resolve_dataset(source, root)
+    dataset = MinariDataset(data_path)
+    meta = _read_metadata(dataset)
+    ds_obs, ds_action = dataset.observation_space, dataset.action_space
+    check_spaces(str(source), meta, ds_obs, ds_action, observation_space, action_space, env_name)
+    transform = reward_transform or RewardTransform()
+
+    parts = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
+    episodes = closed = 0
+    for ep in dataset.iterate_episodes():
+        steps = len(ep.rewards)
+        if steps == 0:
+            continue
+        flat = flatten_batch(ds_obs, ep.observations)  # [T + 1, D]
+        terminated = np.asarray(ep.terminations, dtype=bool).reshape(steps)
+        truncated = np.asarray(ep.truncations, dtype=bool).reshape(steps).copy()
+        if not (terminated[-1] or truncated[-1]):
+            truncated[-1] = True  # the episode ends here all the same: bootstrap, never run on
+            closed += 1
+        parts["obs"].append(flat[:-1])
+        parts["next_obs"].append(flat[1:])
+        parts["action"].append(rescale_actions(ds_action, np.asarray(ep.actions)))
+        parts["reward"].append(transform(np.asarray(ep.rewards).reshape(steps)))
+        parts["terminated"].append(terminated)
+        parts["truncated"].append(truncated)
+        episodes += 1
+    if not episodes:
+        raise ValueError(f"offline dataset '{source}' ({data_path.parent}) has no transitions")
+
+    data = {k: np.concatenate(v) for k, v in parts.items()}
+    total = len(data["reward"])
+    obs_shape = tuple(observation_space.shape)
+    for key in ("obs", "next_obs"):
+        data[key] = data[key].reshape(total, *obs_shape)  # [N, D] -> [N, *env obs shape]
+    discrete = isinstance(action_space, spaces.Discrete)
+    if discrete:
+        data["action"] = data["action"].reshape(total).astype(np.int64)
+    specs = transition_specs(obs_shape, () if discrete else tuple(action_space.shape),
+                             action_dtype=torch.int64 if discrete else torch.float32)
+    storage = TensorStorage(total, specs, device)
+    storage.add_batch(**data)
+    return OfflineData(storage, str(source), str(data_path.parent), episodes, total, closed,
+                       transform, meta)
