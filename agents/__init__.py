@@ -1,9 +1,10 @@
 """Agents. Each agent is an nn.Module with stable submodule names, an `optimizers` dict,
 `act`/`predict`, `update(batch) -> metrics`, `save`/`load`; none contains reset logic."""
+from agents.iql import IQL, IQL_DEFAULTS
 from agents.sac import SAC, SAC_DEFAULTS
 
 # name -> (class, constructor defaults). Config keys the trainer consumes are not passed on.
-AGENTS = {"sac": (SAC, SAC_DEFAULTS)}
+AGENTS = {"sac": (SAC, SAC_DEFAULTS), "iql": (IQL, IQL_DEFAULTS)}
 TRAINER_KEYS = {"name", "replay_ratio", "batch_size", "buffer_size", "gamma", "n_step"}
 
 
@@ -22,4 +23,4 @@ def make_agent(agent_cfg: dict, observation_space, action_space, device="cpu"):
                **agent_kwargs(agent_cfg))
 
 
-__all__ = ["SAC", "AGENTS", "make_agent", "agent_kwargs"]
+__all__ = ["SAC", "IQL", "AGENTS", "make_agent", "agent_kwargs"]

@@ -1,6 +1,7 @@
 """MLP building blocks: a plain MLP trunk, an ensemble of MLPs evaluated in one batched
-call, and the tanh-Gaussian actor. Every network splits into a `trunk` and a `head` so
-plasticity groups can address "the last layer" by name (e.g. `critic.head`)."""
+call, the tanh-Gaussian actor (SAC), a state-value net and a Gaussian actor (IQL). Every
+network splits into a `trunk` and a `head` so plasticity groups can address "the last layer"
+by name (e.g. `critic.head`)."""
 from __future__ import annotations
 
 import math
@@ -30,16 +31,24 @@ def _width_after(activation: str, width: int) -> int:
     return 2 * width if activation == "crelu" else width
 
 
-def mlp_trunk(in_dim: int, hidden_dims, layer_norm=False, activation="relu") -> nn.Sequential:
-    """Linear -> [LayerNorm] -> activation, for each hidden width."""
+def mlp_trunk(in_dim: int, hidden_dims, layer_norm=False, activation="relu",
+              dropout: float | None = None) -> nn.Sequential:
+    """Linear -> [LayerNorm] -> activation [-> Dropout], for each hidden width."""
     layers, dim = [], in_dim
     for width in hidden_dims:
         layers.append(nn.Linear(dim, width))
         if layer_norm:
             layers.append(nn.LayerNorm(width))
         layers.append(_activation(activation))
+        if dropout:
+            layers.append(nn.Dropout(dropout))
         dim = _width_after(activation, width)
     return nn.Sequential(*layers)
+
+
+def _trunk_width(in_dim: int, hidden_dims, activation: str) -> int:
+    """Feature width a trunk hands to its head."""
+    return _width_after(activation, hidden_dims[-1]) if hidden_dims else in_dim
 
 
 class EnsembleLinear(nn.Module):
@@ -137,3 +146,59 @@ class TanhGaussianActor(nn.Module):
         log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi))
         log_prob = log_prob - 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
         return action, log_prob.sum(dim=-1)
+
+
+class StateValue(nn.Module):
+    """V(s): an MLP trunk and a linear head; obs [B, obs_dim] -> [B]."""
+
+    def __init__(self, obs_dim, hidden_dims=(256, 256), layer_norm=False, activation="relu"):
+        super().__init__()
+        self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation)
+        self.head = nn.Linear(_trunk_width(obs_dim, hidden_dims, activation), 1)
+
+    def forward(self, obs):
+        return self.head(self.trunk(obs)).squeeze(-1)  # [B, 1] -> [B]
+
+
+class GaussianHead(nn.Linear):
+    """The mean layer of a Gaussian policy plus its state-independent log-std (one per action
+    dimension, zero at init). One module, so a head reset re-initialises both."""
+
+    def __init__(self, in_features: int, action_dim: int):
+        super().__init__(in_features, action_dim)
+        self.log_std = nn.Parameter(torch.zeros(action_dim))
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        if hasattr(self, "log_std"):  # nn.Linear.__init__ calls this before log_std exists
+            nn.init.zeros_(self.log_std)
+
+
+class GaussianActor(nn.Module):
+    """pi(a|s) = N(tanh(mu(s)), diag(sigma^2)), sigma = exp(log_std) state-independent, log_std
+    clamped to `log_std_bounds` (IQL's policy). Not squashed: log pi is finite for any action."""
+
+    def __init__(self, obs_dim, action_dim, hidden_dims=(256, 256), layer_norm=False,
+                 activation="relu", dropout=None, log_std_bounds=(-5.0, 2.0)):
+        super().__init__()
+        self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation, dropout)
+        self.head = GaussianHead(_trunk_width(obs_dim, hidden_dims, activation), action_dim)
+        self.log_std_min, self.log_std_max = log_std_bounds
+
+    def dist_params(self, obs):
+        """(mean [B, A] in (-1, 1), log_std [A])."""
+        mean = torch.tanh(self.head(self.trunk(obs)))
+        return mean, self.head.log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def log_prob(self, obs, action):
+        """log pi(action|obs) [B], a diagonal Gaussian's log-density summed over dimensions."""
+        mean, log_std = self.dist_params(obs)
+        z = (action - mean) * torch.exp(-log_std)
+        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
+
+    def forward(self, obs, deterministic: bool = False):
+        """An action [B, A] in [-1, 1]: the mean, or a sample clipped to the action bounds."""
+        mean, log_std = self.dist_params(obs)
+        if deterministic:
+            return mean
+        return (mean + log_std.exp() * torch.randn_like(mean)).clamp(-1.0, 1.0)

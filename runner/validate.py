@@ -63,15 +63,24 @@ def validate_config(cfg: dict) -> None:
     _check(e, cfg, "agent.gamma", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]")
     _check(e, cfg, "agent.lr", lambda v: _is_num(v) and v > 0, "a number > 0")
     _check(e, cfg, "agent.tau", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]")
-    _check(e, cfg, "agent.num_critics", int_ge(1), "an integer >= 1")
-    _check(e, cfg, "agent.init_temperature", lambda v: _is_num(v) and v > 0, "a number > 0")
     _check(e, cfg, "agent.hidden_dims",
            lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(w) and w > 0 for w in v),
            "a non-empty list of positive integers")
     _check(e, cfg, "agent.activation", lambda v: v in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
-    _check(e, cfg, "agent.actor_q", lambda v: v in ("min", "mean"), "one of ['min', 'mean']")
+    # Keys only some agents have: checked where the named agent's defaults define them.
+    own = AGENTS[agent["name"]][1] if agent.get("name") in AGENTS else {}
+    for key, ok, allowed in (
+            ("num_critics", int_ge(1), "an integer >= 1"),
+            ("init_temperature", lambda v: _is_num(v) and v > 0, "a number > 0"),
+            ("actor_q", lambda v: v in ("min", "mean"), "one of ['min', 'mean']"),
+            ("expectile", lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
+            ("temperature", lambda v: _is_num(v) and v >= 0, "a number >= 0 (AWR inverse temperature)"),
+            ("max_weight", lambda v: _is_num(v) and v > 0, "a number > 0"),
+            ("dropout", lambda v: v is None or (_is_num(v) and 0 <= v < 1), "null or a number in [0, 1)")):
+        if key in own:
+            _check(e, cfg, f"agent.{key}", ok, allowed)
     m, n = agent.get("num_target_critics"), agent.get("num_critics")
-    if m is not None and not (_is_int(m) and _is_int(n) and 1 <= m <= n):
+    if "num_target_critics" in own and m is not None and not (_is_int(m) and _is_int(n) and 1 <= m <= n):
         e.append(f"agent.num_target_critics = {m!r}: must be null or an integer in [1, num_critics={n}]")
     bs, size = agent.get("batch_size"), agent.get("buffer_size")
     if _is_int(bs) and _is_int(size) and bs > size:

@@ -1,0 +1,177 @@
+"""Implicit Q-Learning (Kostrikov, Nair & Levine 2021, "Offline RL with Implicit Q-Learning").
+
+Every loss uses only the batch's own actions (no actions sampled from pi), so IQL trains from
+offline data, online data or both in one replay buffer. With u = Q'(s,a) - V(s):
+
+    value:   L_V = E[L2_tau(min_j Q'_j(s,a) - V(s))],  L2_tau(u) = |tau - 1(u < 0)| u^2
+    critic:  L_Q = sum_j E[(Q_j(s,a) - (R + d * V(s')))^2]
+    actor:   L_pi = -E[min(exp(beta * (min_j Q'_j(s,a) - V(s))), w_max) * log pi(a|s)]   (AWR)
+    target:  theta' <- (1 - tau_ema) theta' + tau_ema theta
+
+tau = `expectile`: V tends to the tau-expectile of Q' over the data's actions (an in-sample max as
+tau -> 1). beta = `temperature`, the paper's inverse temperature: 10 for AntMaze (the default, with
+expectile 0.9: REFERENCE's offline-to-online setting), 3 for MuJoCo locomotion (with expectile 0.7).
+w_max = `max_weight` = 100 as in the paper. R and d come from the replay buffer (n-step return and
+gamma^m, 0 at termination). Order per update as in the paper's code: V, then pi (with the new V),
+then Q (bootstrapping from the new V), then the target EMA. Q' is the target critic.
+
+pi(a|s) = N(tanh(mu(s)), sigma^2) with a state-independent log sigma in [-5, 2] (`actor.head.log_std`);
+the deterministic action is the mean, a sampled one is clipped to [-1, 1]. `dropout` applies to the
+actor's trunk only (IQL uses 0.1 on Kitchen/Adroit, none elsewhere) and is off when acting.
+Differences from the paper's code: PyTorch's default init instead of orthogonal, constant actor lr
+(the paper decays it with a cosine schedule over a fixed 1M-step horizon).
+Submodule names (`actor`, `critic`, `critic_target`, `value`, each split into `trunk` and `head`) are
+the plasticity groups' handles; nothing here resets anything. The update makes no host syncs.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.networks import EnsembleCritic, GaussianActor, StateValue
+from agents.serialization import atomic_save
+
+# Constructor arguments. expectile / temperature: the paper's AntMaze values (0.7 / 3 for locomotion).
+IQL_DEFAULTS = dict(
+    hidden_dims=(256, 256), num_critics=2, layer_norm=False, activation="relu", dropout=None,
+    lr=3e-4, tau=0.005, expectile=0.9, temperature=10.0, max_weight=100.0,
+)
+
+
+def expectile_loss(u: torch.Tensor, expectile: float) -> torch.Tensor:
+    """L2_tau(u) = |tau - 1(u < 0)| u^2, elementwise."""
+    weight = torch.where(u < 0, 1.0 - expectile, expectile)
+    return weight * u.pow(2)
+
+
+def awr_weights(advantage: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
+    """min(exp(beta * A), w_max), elementwise (exp overflows to inf, which the clamp catches)."""
+    return torch.exp(temperature * advantage).clamp(max=max_weight)
+
+
+class IQL(nn.Module):
+    """IQL for continuous actions in [-1, 1]. See the module docstring for the losses."""
+
+    target_networks = {"critic": "critic_target"}  # online prefix -> its target, for plasticity groups
+
+    def __init__(self, obs_dim: int, action_dim: int, device="cpu", **hparams):
+        super().__init__()
+        unknown = set(hparams) - set(IQL_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown IQL arguments {sorted(unknown)}; allowed: {sorted(IQL_DEFAULTS)}")
+        h = {**IQL_DEFAULTS, **hparams}
+        h["hidden_dims"] = tuple(h["hidden_dims"])
+        if not 0.0 < h["expectile"] < 1.0:
+            raise ValueError(f"expectile={h['expectile']}: must be in (0, 1)")
+        self.hparams = dict(h, obs_dim=obs_dim, action_dim=action_dim)
+        self.device = torch.device(device)
+        self.expectile, self.temperature = float(h["expectile"]), float(h["temperature"])
+        self.max_weight, self.tau, self.dropout = float(h["max_weight"]), h["tau"], h["dropout"]
+
+        net = dict(hidden_dims=h["hidden_dims"], layer_norm=h["layer_norm"], activation=h["activation"])
+        self.actor = GaussianActor(obs_dim, action_dim, dropout=h["dropout"], **net)
+        self.critic = EnsembleCritic(obs_dim, action_dim, num_critics=h["num_critics"], **net)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.value = StateValue(obs_dim, **net)
+        self.to(self.device)
+
+        adam = dict(lr=h["lr"], fused=True)  # one fused kernel per step, CPU and CUDA
+        self.optimizers = {
+            "actor": torch.optim.Adam(self.actor.parameters(), **adam),
+            "critic": torch.optim.Adam(self.critic.parameters(), **adam),
+            "value": torch.optim.Adam(self.value.parameters(), **adam),
+        }
+        self._params = {name: list(getattr(self, name).parameters()) for name in self.optimizers}
+        self._target_params = list(self.critic_target.parameters())
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False) -> np.ndarray:
+        """Action(s) in [-1, 1] for one observation [obs_dim] or a batch [B, obs_dim]."""
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        single = obs_t.dim() == 1
+        training = self.actor.training
+        if self.dropout:
+            self.actor.eval()
+        try:
+            action = self.actor(obs_t.unsqueeze(0) if single else obs_t, deterministic).cpu().numpy()
+        finally:
+            self.actor.train(training)
+        return action[0] if single else action
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """SB3-style: returns (action, state)."""
+        return self.act(observation, deterministic), state
+
+    # ---------------------------------------------------------------- learning
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        """One gradient step on V, pi and Q (in the paper's order), then the target EMA."""
+        with torch.no_grad():
+            q_target = self.critic_target(batch.obs, batch.action).min(dim=0).values  # [N, B] -> [B]
+        loss, metrics = self.value_loss(batch.obs, q_target)
+        self._step("value", loss)
+        loss, actor_metrics = self.actor_loss(batch.obs, batch.action, q_target)
+        self._step("actor", loss)
+        loss, critic_metrics = self.critic_loss(batch)
+        self._step("critic", loss)
+        self.update_target()
+        return {**metrics, **actor_metrics, **critic_metrics}
+
+    def value_loss(self, obs, q_target) -> tuple[torch.Tensor, dict]:
+        v = self.value(obs)  # [B]
+        loss = expectile_loss(q_target - v, self.expectile).mean()
+        return loss, {"value_loss": loss.detach(), "v": v.detach().mean()}
+
+    def actor_loss(self, obs, action, q_target) -> tuple[torch.Tensor, dict]:
+        with torch.no_grad():
+            advantage = q_target - self.value(obs)  # [B]
+            weight = awr_weights(advantage, self.temperature, self.max_weight)
+        log_prob = self.actor.log_prob(obs, action)  # [B]
+        loss = -(weight * log_prob).mean()
+        return loss, {"actor_loss": loss.detach(), "advantage": advantage.mean(),
+                      "awr_weight": weight.mean(), "log_prob": log_prob.detach().mean()}
+
+    def critic_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        with torch.no_grad():
+            target = batch.reward + batch.discount * self.value(batch.next_obs)  # [B]
+        q = self.critic(batch.obs, batch.action)  # [N, B]
+        loss = (q - target).pow(2).mean(dim=1).sum()
+        return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}
+
+    def _step(self, name: str, loss: torch.Tensor) -> None:
+        self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward(inputs=self._params[name])
+        self.optimizers[name].step()
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        torch._foreach_lerp_(self._target_params, self._params["critic"], self.tau)
+
+    # ----------------------------------------------------------- persistence
+    def training_state(self) -> dict:
+        """Everything needed to continue training: weights and optimizer states."""
+        return {"model": self.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+
+    def load_training_state(self, state: dict) -> None:
+        self.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+
+    def save(self, path) -> None:
+        """Write weights, optimizer states and constructor arguments atomically."""
+        atomic_save({"agent": type(self).__name__, "hparams": self.hparams,
+                     **self.training_state()}, path)
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "IQL":
+        state = torch.load(path, map_location=device, weights_only=False)
+        if state.get("agent") != cls.__name__:
+            raise ValueError(f"{path} holds a '{state.get('agent')}' agent, not {cls.__name__}")
+        h = dict(state["hparams"])
+        agent = cls(h.pop("obs_dim"), h.pop("action_dim"), device=device, **h)
+        agent.load_training_state(state)
+        return agent
