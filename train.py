@@ -16,7 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from plasticity.groups import GroupError
+from replay import DatasetMismatchError
 from runner.checkpoint import CheckpointError
+from runner.offline import WarmStartError
 from runner.resume import resume_config
 from runner.threads import apply_threads
 from runner.trainer import Trainer
@@ -47,7 +49,8 @@ def main(cfg: DictConfig) -> None:
         trainer = Trainer(config, run_dir)
         if config.get("resume"):
             trainer.restore()
-    except (ConfigError, CheckpointError, GroupError) as err:
+    except (ConfigError, CheckpointError, GroupError, DatasetMismatchError, WarmStartError,
+            FileNotFoundError) as err:
         _fail(str(err), run_dir)
     summary = trainer.train()
     print(f"run dir: {run_dir}\nenv steps {summary['env_steps']}, updates {summary['updates']}, "

@@ -2,7 +2,8 @@
 
 Triggers count gradient updates or env steps (the unit is explicit) and fire at
 start, start + every, ... (start defaults to every), never after `stop_after` (in the same
-unit) and at most `max_count` times. The trainer calls `after_update` after every gradient
+unit) and at most `max_count` times. The unit `switch` fires once, when the online phase
+begins (after offline pre-training, or at the start of a run): warm start vs reset. The trainer calls `after_update` after every gradient
 update and `after_env_step` after each env step's updates, so the firing steps are the same
 at any replay ratio and, with the scheduler's state in the checkpoint, across a resume.
 """
@@ -14,7 +15,7 @@ from plasticity.groups import resolve_group
 from plasticity.interventions import INTERVENTIONS, Intervention
 from plasticity.regen import REGULARIZERS
 
-UNITS = ("updates", "env_steps")
+UNITS = ("updates", "env_steps", "switch")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Trigger:
             raise ValueError(f"trigger every={self.every!r}: must be an integer >= 1")
 
     def fires(self, count: int, fired: int) -> bool:
+        if self.unit == "switch":
+            return fired == 0
         start = self.every if self.start is None else self.start
         return (count >= start and (count - start) % self.every == 0
                 and (self.stop_after is None or count <= self.stop_after)
@@ -65,6 +68,10 @@ class ResetScheduler:
 
     def after_env_step(self, env_steps: int, updates: int) -> list[dict]:
         return self._fire("env_steps", env_steps, updates, env_steps)
+
+    def at_switch(self, updates: int, env_steps: int) -> list[dict]:
+        """The offline -> online switch: rules with unit `switch` fire (once)."""
+        return self._fire("switch", 0, updates, env_steps)
 
     def _fire(self, unit, count, updates, env_steps) -> list[dict]:
         fired = []

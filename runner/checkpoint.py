@@ -11,7 +11,7 @@ from agents.serialization import atomic_save
 FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 # Config sections that must match for a checkpoint to be resumed; the rest may change.
-COMPATIBLE_SECTIONS = ("agent", "env", "plasticity", "seed")
+COMPATIBLE_SECTIONS = ("agent", "env", "plasticity", "offline", "seed")
 MAY_CHANGE = "only train.*, diagnostics.*, device and threads may change on resume"
 
 

@@ -17,6 +17,7 @@ from replay import ReplayBuffer
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from runner.evaluate import evaluate, summarize
 from runner.logger import RunLogger
+from runner.offline import attach_dataset, load_pretrained, reward_transform
 from runner.seeding import derived_seed, rng_state, seed_everything, set_rng_state
 from runner.validate import resolve_device, validate_config
 
@@ -33,9 +34,14 @@ class Trainer:
         self.env = make_env(env_cfg["id"], seed=seed, action_repeat=env_cfg["action_repeat"])
         self.eval_env = make_env(env_cfg["id"], seed=seed + 1, action_repeat=env_cfg["action_repeat"])
         self.agent = make_agent(agent_cfg, self.env.observation_space, self.env.action_space, self.device)
-        self.buffer = ReplayBuffer.for_spaces(
+        offline = cfg["offline"]
+        if offline["init_from"]:  # before the scheduler binds: snapshots start from these weights
+            load_pretrained(self.agent, offline["init_from"])
+        buffer = ReplayBuffer.for_spaces(
             agent_cfg["buffer_size"], self.env.observation_space.shape, self.env.action_space.shape,
             device=self.device, seed=seed, n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"])
+        self.buffer = attach_dataset(buffer, offline, self.env, env_cfg["id"], self.device, seed)
+        self.reward_transform = reward_transform(offline)
         plasticity, diag = cfg["plasticity"], cfg["diagnostics"]
         self.scheduler = build_scheduler(self.agent, plasticity["rules"], plasticity.get("regularizers"))
         self.diagnostics = Diagnostics(self.agent, diag["groups"], diag["every"], diag["tau"],
@@ -97,17 +103,22 @@ class Trainer:
         obs, episode_return, metrics = self._reset(), 0.0, {}
         in_episode = False
         try:
+            if c["env_steps"] == 0:  # the online phase begins (a resume always starts later)
+                # offline pre-training on the dataset alone (IQL); `switch` rules fire after it
+                metrics = self._extra_updates(logger, self.cfg["offline"]["pretrain_updates"], "pretrain")
+                self._log_events(logger, self.scheduler.at_switch(c["updates"], 0))
             while c["env_steps"] < t["total_steps"]:
                 if c["env_steps"] < t["learning_starts"]:
                     action = self.env.action_space.sample()
                 else:
                     action = self.agent.act(obs)
                 next_obs, reward, terminated, truncated, _ = self.env.step(action)
-                self.buffer.add(obs, action, reward, next_obs, terminated, truncated)
+                self.buffer.add(obs, action, self.reward_transform(reward), next_obs, terminated, truncated)
                 obs, episode_return = next_obs, episode_return + float(reward)
                 c["env_steps"], in_episode = c["env_steps"] + 1, True
                 if c["env_steps"] == t["learning_starts"] and t["priming_updates"]:
-                    metrics = self._prime(logger)
+                    # heavy priming (Nikishin et al. 2022, "SAC w/ HP") on the first data
+                    metrics = self._extra_updates(logger, t["priming_updates"], "priming")
                 if c["env_steps"] >= t["learning_starts"]:
                     for _ in range(a["replay_ratio"]):
                         metrics = self._update(logger)
@@ -155,15 +166,14 @@ class Trainer:
         self._log_events(logger, self.scheduler.after_update(c["updates"], c["env_steps"]))
         return metrics
 
-    def _prime(self, logger: RunLogger) -> dict:
-        """Heavy priming (Nikishin et al. 2022, "SAC w/ HP"): `priming_updates` extra updates on
-        the first `learning_starts` transitions, before the regular ones. They are ordinary
-        updates: counted, seen by the scheduler and the diagnostics."""
-        n, metrics = self.cfg["train"]["priming_updates"], {}
+    def _extra_updates(self, logger: RunLogger, n: int, label: str) -> dict:
+        """`n` updates without env steps (offline pre-training, heavy priming). They are
+        ordinary updates: counted, seen by the scheduler and the diagnostics."""
+        metrics = {}
         for i in range(n):
             metrics = self._update(logger)
             if (i + 1) % 1000 == 0 or i + 1 == n:
-                logger.progress(0, priming=f"{i + 1}/{n}")
+                logger.progress(0, **{label: f"{i + 1}/{n}"})
                 logger.refresh()
         return metrics
 

@@ -103,6 +103,7 @@ def validate_config(cfg: dict) -> None:
     _check(e, cfg, "train.checkpoint_every", int_ge(0), "an integer >= 0 (0: final only)")
     _check(e, cfg, "train.priming_updates", int_ge(0), "an integer >= 0 (0: no heavy priming)")
     _validate_diagnostics(e, cfg)
+    _validate_offline(e, cfg)
     if e:
         raise ConfigError("invalid config:\n  " + "\n  ".join(e))
 
@@ -159,6 +160,22 @@ def _validate_diagnostics(e: list[str], cfg: dict) -> None:
     if not ok:
         e.append(f"diagnostics.groups = {groups!r}: must be null (each network) or a list of "
                  "patterns or lists of patterns")
+
+
+def _validate_offline(e: list[str], cfg: dict) -> None:
+    off = cfg.get("offline", {})
+    _check(e, cfg, "offline.dataset", lambda v: v is None or (isinstance(v, str) and v),
+           "null or a Minari dataset id / local path")
+    _check(e, cfg, "offline.fraction", lambda v: _is_num(v) and 0 <= v <= 1,
+           "a number in [0, 1] (share of each batch from the dataset)")
+    _check(e, cfg, "offline.pretrain_updates", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+    _check(e, cfg, "offline.init_from", lambda v: v is None or isinstance(v, str),
+           "null or the path of an agent.pt (or its run directory)")
+    _check(e, cfg, "offline.reward_scale", _is_num, "a number")
+    _check(e, cfg, "offline.reward_shift", _is_num, "a number")
+    if _is_int(off.get("pretrain_updates")) and off["pretrain_updates"] > 0 and not off.get("dataset"):
+        e.append(f"offline.pretrain_updates = {off['pretrain_updates']}: needs offline.dataset "
+                 "(pre-training runs on the dataset alone)")
 
 
 def resolve_device(name: str) -> torch.device:

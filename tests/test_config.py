@@ -37,7 +37,7 @@ def test_default_config_is_valid():
     (["train.learning_starts=0"], "train.learning_starts = 0"),
     (["train.eval_episodes=0"], "train.eval_episodes = 0"),
     (["plasticity=head_reset", "plasticity.rules.0.intervention=redo"], "plasticity.rules[0].intervention = 'redo': must be one of"),
-    (["plasticity=head_reset", "plasticity.unit=episodes"], "plasticity.rules[0].unit = 'episodes': must be one of ['updates', 'env_steps']"),
+    (["plasticity=head_reset", "plasticity.unit=episodes"], "plasticity.rules[0].unit = 'episodes': must be one of ['updates', 'env_steps', 'switch']"),
     (["plasticity=head_reset", "plasticity.every=0"], "plasticity.rules[0].every = 0"),
     (["device=tpu"], "device = 'tpu': must be one of ['auto', 'cpu', 'cuda']"),
     (["seed=abc"], "seed = 'abc': must be an integer"),
