@@ -39,6 +39,7 @@ def test_default_config_is_valid():
     (["plasticity=head_reset", "plasticity.rules.0.intervention=redo"], "plasticity.rules[0].intervention = 'redo': must be one of"),
     (["plasticity=head_reset", "plasticity.unit=episodes"], "plasticity.rules[0].unit = 'episodes': must be one of ['updates', 'env_steps', 'switch']"),
     (["plasticity=head_reset", "plasticity.every=0"], "plasticity.rules[0].every = 0"),
+    (["plasticity=head_reset", "plasticity.stop_after=-3"], "plasticity.rules[0].stop_after = -3: must be null or an integer >= 0"),
     (["device=tpu"], "device = 'tpu': must be one of ['auto', 'cpu', 'cuda']"),
     (["seed=abc"], "seed = 'abc': must be an integer"),
     (["threads=0"], "threads = 0: must be null (torch's default) or an integer >= 1"),
