@@ -27,7 +27,7 @@ from agents.serialization import atomic_save
 SAC_DEFAULTS = dict(
     hidden_dims=(256, 256), num_critics=2, num_target_critics=None, layer_norm=False,
     activation="relu", lr=3e-4, tau=0.005, init_temperature=1.0, target_entropy=None,
-    actor_q="min", backup_entropy=True,
+    actor_q="min", backup_entropy=True, compile=False,
 )
 
 
@@ -67,6 +67,12 @@ class SAC(nn.Module):
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
         self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
+        self._compiled = None
+        if not isinstance(h["compile"], (bool, str)):
+            raise ValueError(f"compile = {h['compile']!r}: must be true, false or a torch.compile mode name")
+        if h["compile"]:  # False | True | a torch.compile mode name
+            from agents.compile import CompiledUpdate
+            self._compiled = CompiledUpdate(self, mode=None if h["compile"] is True else h["compile"])
 
     def initial_value(self, name: str) -> torch.Tensor:
         """Initial value of a bare parameter of the agent (a full reset re-initialises alpha)."""
@@ -90,11 +96,18 @@ class SAC(nn.Module):
 
     # ---------------------------------------------------------------- learning
     def update(self, batch) -> dict[str, torch.Tensor]:
-        """One gradient step on critic, actor and temperature, then the target EMA."""
+        """One gradient step on critic, actor and temperature, then the target EMA
+        (one compiled graph with `compile`, unless an optimizer has step hooks)."""
+        if self._compiled is not None and self._compiled.supported():
+            return self._compiled(batch)
         metrics = self.update_critic(batch)
         metrics.update(self.update_actor(batch.obs))
         self.update_target()
         return metrics
+
+    def forward(self, loss: str, *args):
+        """A loss by name ('critic_loss' | 'actor_loss'), for torch.func.functional_call."""
+        return getattr(self, loss)(*args)
 
     def _target_q(self, q_next: torch.Tensor) -> torch.Tensor:
         """min over the ensemble, or over a random subset of M members; [N, B] -> [B]."""

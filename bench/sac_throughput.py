@@ -5,31 +5,37 @@ updates per env step. Two figures per library, alternated over rounds because sh
 are noisy (the median is reported):
   loop:   env step + act + store + `replay_ratio` updates, as during training
   update: sample + update only
-    python bench/sac_throughput.py [--env dmc:cheetah-run] [--replay-ratio 8] [--device cpu]
+plasticrl is measured eager and with `compile=True` (one torch.compile graph per update;
+compiled before timing).
+    python bench/sac_throughput.py [--env dmc:cheetah-run] [--replay-ratio 8]
+        [--device cpu] [--compile-mode max-autotune-no-cudagraphs] [--no-compile] [--threads N]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from agents import make_agent
-from envs import make_env
-from replay import ReplayBuffer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without installing
+from agents import make_agent  # noqa: E402
+from envs import make_env  # noqa: E402
+from replay import ReplayBuffer  # noqa: E402
 
 SAC_CFG = dict(name="sac", hidden_dims=[256, 256], num_critics=2, lr=3e-4, tau=0.005)
 
 
 class Ours:
-    name = "plasticrl"
-
-    def __init__(self, env_id, replay_ratio, batch_size, warmup, device):
+    def __init__(self, env_id, replay_ratio, batch_size, warmup, device, compile=False):
+        self.name = "plasticrl" if not compile else "plasticrl compiled"
         self.env = make_env(env_id, seed=0)
-        self.agent = make_agent(SAC_CFG, self.env.observation_space, self.env.action_space, device)
+        self.agent = make_agent(dict(SAC_CFG, compile=compile), self.env.observation_space,
+                                self.env.action_space, device)
         self.buffer = ReplayBuffer.for_spaces(100_000, self.env.observation_space.shape,
                                               self.env.action_space.shape, device=device)
         self.rr, self.bs, self.device = replay_ratio, batch_size, torch.device(device)
@@ -97,18 +103,28 @@ def main():
     p.add_argument("--warmup", type=int, default=2000, help="random env steps before timing")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-sb3", action="store_true")
+    p.add_argument("--no-compile", action="store_true", help="skip the compiled plasticrl row")
+    p.add_argument("--compile-mode", default="default", help="torch.compile mode for the compiled row")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every row")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     np.random.seed(0)
 
-    libs = [Ours(args.env, args.replay_ratio, args.batch_size, args.warmup, args.device)]
+    common = (args.env, args.replay_ratio, args.batch_size, args.warmup, args.device)
+    libs = [Ours(*common)]
+    if not args.no_compile:
+        libs.append(Ours(*common, compile=True if args.compile_mode == "default" else args.compile_mode))
     if not args.no_sb3:
         libs.append(SB3(args.env, args.replay_ratio, args.batch_size, args.warmup, args.device))
     n_updates = args.steps * args.replay_ratio
-    for lib in libs:  # warm-up: first calls allocate and fill caches
+    for lib in libs:  # warm-up: first calls allocate and fill caches (and compile)
+        start = time.perf_counter()
         lib.loop(5)
         lib.updates(20)
+        print(f"  warm-up {lib.name}: {time.perf_counter() - start:.1f} s", flush=True)
     rates = {lib.name: {"loop": [], "update": []} for lib in libs}
     for _ in range(args.rounds):
         for lib in libs:
@@ -121,11 +137,13 @@ def main():
           f"median of {args.rounds} rounds of {n_updates} updates")
     med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in rates.items()}
     for name, r in med.items():
-        print(f"  {name:18s} loop {r['loop']:8.1f}   update-only {r['update']:8.1f}")
-    if len(med) == 2:
-        ours, peer = med["plasticrl"], med["stable-baselines3"]
-        print(f"  ratio plasticrl / stable-baselines3: loop {ours['loop'] / peer['loop']:.2f}x, "
-              f"update-only {ours['update'] / peer['update']:.2f}x")
+        print(f"  {name:20s} loop {r['loop']:8.1f}   update-only {r['update']:8.1f}")
+    if "stable-baselines3" in med:
+        peer = med["stable-baselines3"]
+        for name in (n for n in med if n.startswith("plasticrl")):
+            ours = med[name]
+            print(f"  ratio {name} / stable-baselines3: loop {ours['loop'] / peer['loop']:.2f}x, "
+                  f"update-only {ours['update'] / peer['update']:.2f}x")
 
 
 if __name__ == "__main__":

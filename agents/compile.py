@@ -1,0 +1,101 @@
+"""A whole SAC update as one torch.compile graph (opt-in: `SAC(compile=True)`).
+
+Critic loss, its gradient (torch.func.grad, so the backward is traced and fused with the
+forward), the Adam step, actor + temperature loss, gradient and Adam step, and the target
+EMA run as one compiled function without graph breaks or host syncs. Parameters, Adam
+moments and step counts are updated in place, so their storage never changes and in-place
+edits from outside (plasticity interventions, `load_state_dict`) are seen by the next call;
+the optimizer state tensors are passed as arguments, so replacing them is seen too.
+Random draws use eager's generator in eager's order (`fallback_random`), so a compiled run
+consumes the same random stream as an eager one. Limits: Adam without weight decay, amsgrad
+or maximize, and no optimizer step hooks; otherwise (checked on every call) the update
+falls back to the eager path, which runs the hooks.
+"""
+from __future__ import annotations
+
+import torch
+from torch.func import functional_call, grad
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+
+OPTIMIZERS = ("critic", "actor", "log_alpha")
+
+
+def _adam_(params, grads, states, lr, beta1, beta2, eps) -> None:
+    """torch.optim.Adam's update (no weight decay), in place on params and states."""
+    for p, g, (step, m, v) in zip(params, grads, states):
+        step.add_(1)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        bias1 = 1 - beta1 ** step
+        bias2_sqrt = (1 - beta2 ** step).sqrt()
+        p.addcdiv_(m, (v.sqrt() / bias2_sqrt).add_(eps), value=-lr / bias1)
+
+
+class CompiledUpdate:
+    """`agent.update` as one compiled graph; see the module docstring."""
+
+    def __init__(self, agent, mode: str | None = None):
+        self.agent = agent  # a plain attribute of a plain object: no submodule is registered
+        options = {**(torch._inductor.list_mode_options(mode) if mode else {}), "fallback_random": True}
+        self._fn = torch.compile(self._update, fullgraph=True, dynamic=False, options=options)
+
+    def supported(self) -> bool:
+        """False when the compiled path would not do what the eager update does."""
+        if _global_optimizer_pre_hooks or _global_optimizer_post_hooks:
+            return False
+        for opt in self.agent.optimizers.values():
+            if opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks or len(opt.param_groups) != 1:
+                return False
+            g = opt.param_groups[0]
+            if g["weight_decay"] or g["amsgrad"] or g["maximize"] or torch.is_tensor(g["lr"]):
+                return False
+        return True
+
+    def _states(self, name: str) -> list:
+        """(step, exp_avg, exp_avg_sq) per parameter, created as Adam(fused=True) creates them."""
+        opt = self.agent.optimizers[name]
+        out = []
+        for p in opt.param_groups[0]["params"]:
+            s = opt.state[p]
+            if not s:
+                s["step"] = torch.tensor(0.0, dtype=torch.float32, device=p.device)
+                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            out.append((s["step"], s["exp_avg"], s["exp_avg_sq"]))
+        return out
+
+    def __call__(self, batch) -> dict[str, torch.Tensor]:
+        hyper = {}
+        for name in OPTIMIZERS:
+            g = self.agent.optimizers[name].param_groups[0]
+            hyper[name] = (g["lr"], *g["betas"], g["eps"])
+        states = {name: self._states(name) for name in OPTIMIZERS}
+        return self._fn(batch, states, hyper)
+
+    def _update(self, batch, states, hyper):
+        return _sac_update(self.agent, batch, states, hyper)
+
+
+def _named(agent, prefix: str) -> dict:
+    if prefix == "log_alpha":
+        return {"log_alpha": agent.log_alpha}
+    return {f"{prefix}.{n}": p for n, p in getattr(agent, prefix).named_parameters()}
+
+
+def _sac_update(agent, batch, states, hyper):
+    def loss(params, kind, *args):
+        return functional_call(agent, params, (kind, *args), strict=False)
+
+    critic = _named(agent, "critic")
+    grads, metrics = grad(loss, has_aux=True)(critic, "critic_loss", batch)
+    with torch.no_grad():
+        _adam_(list(critic.values()), [grads[k] for k in critic], states["critic"], *hyper["critic"])
+
+    actor, alpha = _named(agent, "actor"), _named(agent, "log_alpha")
+    grads, actor_metrics = grad(loss, has_aux=True)({**actor, **alpha}, "actor_loss", batch.obs)
+    with torch.no_grad():
+        _adam_(list(actor.values()), [grads[k] for k in actor], states["actor"], *hyper["actor"])
+        _adam_([agent.log_alpha], [grads["log_alpha"]], states["log_alpha"], *hyper["log_alpha"])
+        torch._foreach_lerp_(list(agent.critic_target.parameters()), list(agent.critic.parameters()),
+                             agent.tau)
+    return {**metrics, **actor_metrics}
