@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.base import Agent
 from agents.networks import EnsembleCritic, GaussianActor, StateValue
-from agents.serialization import atomic_save
 
 # Constructor arguments. expectile / temperature: the paper's AntMaze values (0.7 / 3 for locomotion).
 IQL_DEFAULTS = dict(
@@ -52,7 +52,7 @@ def awr_weights(advantage: torch.Tensor, temperature: float, max_weight: float) 
     return torch.exp(temperature * advantage).clamp(max=max_weight)
 
 
-class IQL(nn.Module):
+class IQL(Agent):
     """IQL for continuous actions in [-1, 1]. See the module docstring for the losses."""
 
     target_networks = {"critic": "critic_target"}  # online prefix -> its target, for plasticity groups
@@ -151,27 +151,3 @@ class IQL(nn.Module):
         torch._foreach_lerp_(self._target_params, self._params["critic"], self.tau)
 
     # ----------------------------------------------------------- persistence
-    def training_state(self) -> dict:
-        """Everything needed to continue training: weights and optimizer states."""
-        return {"model": self.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
-
-    def load_training_state(self, state: dict) -> None:
-        self.load_state_dict(state["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-
-    def save(self, path) -> None:
-        """Write weights, optimizer states and constructor arguments atomically."""
-        atomic_save({"agent": type(self).__name__, "hparams": self.hparams,
-                     **self.training_state()}, path)
-
-    @classmethod
-    def load(cls, path, device="cpu") -> "IQL":
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state.get("agent") != cls.__name__:
-            raise ValueError(f"{path} holds a '{state.get('agent')}' agent, not {cls.__name__}")
-        h = dict(state["hparams"])
-        agent = cls(h.pop("obs_dim"), h.pop("action_dim"), device=device, **h)
-        agent.load_training_state(state)
-        return agent

@@ -6,7 +6,9 @@
     target:  theta' <- (1 - tau) theta' + tau theta
 
 R and d come from the replay buffer (n-step return and gamma^m, 0 at termination).
-S is the whole ensemble or a random subset of M members (REDQ / RLPD). The update
+S is the whole ensemble or a random subset of M members (REDQ / RLPD). With
+`actor_update_every` k > 1 the actor and alpha are updated on every k-th call only (RLPD: 20
+critic updates and 1 actor update per env step: replay ratio 20, k = 20). The update
 makes no host syncs: metrics are returned as detached tensors and read when logging.
 Submodule names (`actor`, `critic`, `critic_target`, `log_alpha`, each net split into
 `trunk` and `head`) are the handles plasticity groups use; nothing here resets anything.
@@ -20,18 +22,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.base import Agent
 from agents.networks import EnsembleCritic, TanhGaussianActor
-from agents.serialization import atomic_save
 
 # Constructor arguments, with the reference defaults (Nikishin et al. 2022 / SR-SAC).
 SAC_DEFAULTS = dict(
     hidden_dims=(256, 256), num_critics=2, num_target_critics=None, layer_norm=False,
     activation="relu", lr=3e-4, tau=0.005, init_temperature=1.0, target_entropy=None,
-    actor_q="min", backup_entropy=True, compile=False,
+    actor_q="min", backup_entropy=True, actor_update_every=1, compile=False,
 )
 
 
-class SAC(nn.Module):
+class SAC(Agent):
     """SAC for continuous actions in [-1, 1]. See the module docstring for the losses."""
 
     target_networks = {"critic": "critic_target"}  # online prefix -> its target, for plasticity groups
@@ -68,6 +70,9 @@ class SAC(nn.Module):
         self._target_params = list(self.critic_target.parameters())
         self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
         self._compiled = None
+        self.actor_update_every, self._update_calls = int(h["actor_update_every"]), 0
+        if self.actor_update_every < 1:
+            raise ValueError(f"actor_update_every = {h['actor_update_every']!r}: must be an integer >= 1")
         if not isinstance(h["compile"], (bool, str)):
             raise ValueError(f"compile = {h['compile']!r}: must be true, false or a torch.compile mode name")
         if h["compile"]:  # False | True | a torch.compile mode name
@@ -98,10 +103,13 @@ class SAC(nn.Module):
     def update(self, batch) -> dict[str, torch.Tensor]:
         """One gradient step on critic, actor and temperature, then the target EMA
         (one compiled graph with `compile`, unless an optimizer has step hooks)."""
-        if self._compiled is not None and self._compiled.supported():
+        self._update_calls += 1
+        actor_due = self._update_calls % self.actor_update_every == 0
+        if self._compiled is not None and actor_due and self._compiled.supported():
             return self._compiled(batch)
         metrics = self.update_critic(batch)
-        metrics.update(self.update_actor(batch.obs))
+        if actor_due:  # RLPD: the actor and alpha once per `actor_update_every` critic updates
+            metrics.update(self.update_actor(batch.obs))
         self.update_target()
         return metrics
 
@@ -164,26 +172,8 @@ class SAC(nn.Module):
 
     # ----------------------------------------------------------- persistence
     def training_state(self) -> dict:
-        """Everything needed to continue training: weights and optimizer states."""
-        return {"model": self.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+        return {**super().training_state(), "update_calls": self._update_calls}
 
     def load_training_state(self, state: dict) -> None:
-        self.load_state_dict(state["model"])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-
-    def save(self, path) -> None:
-        """Write weights, optimizer states and constructor arguments atomically."""
-        atomic_save({"agent": type(self).__name__, "hparams": self.hparams,
-                     **self.training_state()}, path)
-
-    @classmethod
-    def load(cls, path, device="cpu") -> "SAC":
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state.get("agent") != cls.__name__:
-            raise ValueError(f"{path} holds a '{state.get('agent')}' agent, not {cls.__name__}")
-        h = dict(state["hparams"])
-        agent = cls(h.pop("obs_dim"), h.pop("action_dim"), device=device, **h)
-        agent.load_training_state(state)
-        return agent
+        super().load_training_state(state)
+        self._update_calls = state.get("update_calls", 0)

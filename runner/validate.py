@@ -72,6 +72,7 @@ def validate_config(cfg: dict) -> None:
     for key, ok, allowed in (
             ("num_critics", int_ge(1), "an integer >= 1"),
             ("init_temperature", lambda v: _is_num(v) and v > 0, "a number > 0"),
+            ("actor_update_every", int_ge(1), "an integer >= 1 (critic updates per actor update)"),
             ("actor_q", lambda v: v in ("min", "mean"), "one of ['min', 'mean']"),
             ("expectile", lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
             ("temperature", lambda v: _is_num(v) and v >= 0, "a number >= 0 (AWR inverse temperature)"),

@@ -35,6 +35,18 @@ def test_iql_pretrains_then_resets_once_at_the_switch(tmp_path, dataset):
     assert torch.isfinite(torch.tensor(summary["final_eval_return"]))
 
 
+def test_rlpd_preset_runs_with_the_dataset(tmp_path, dataset):
+    cfg = config(dataset, "agent=rlpd", "agent.hidden_dims=[32,32]", "agent.batch_size=32",
+                 "agent.buffer_size=5000", "agent.replay_ratio=4", "agent.actor_update_every=4",
+                 "plasticity=full_reset", "plasticity.unit=switch")
+    assert (cfg["agent"]["num_critics"], cfg["agent"]["num_target_critics"], cfg["agent"]["layer_norm"]) == (10, 2, True)
+    trainer = Trainer(cfg, tmp_path)
+    summary = trainer.train()
+    assert [(e["updates"], e["env_steps"]) for e in summary["plasticity_events"]] == [(0, 0)]
+    assert trainer.agent._update_calls == summary["updates"] == 4 * 301
+    assert torch.isfinite(torch.tensor(summary["final_eval_return"]))
+
+
 def test_warm_start_loads_the_pretrained_agent_and_refuses_other_shapes(tmp_path, dataset):
     pre = config(dataset, "agent=iql", "agent.hidden_dims=[32,32]", "agent.batch_size=32",
                  "offline.pretrain_updates=50", "train.total_steps=200")

@@ -234,3 +234,22 @@ def test_compiled_update_matches_eager_and_sees_in_place_changes():
 def test_compile_option_defaults_off():
     agent = SAC(3, 1, hidden_dims=(8,))
     assert agent.hparams["compile"] is False and agent._compiled is None
+
+
+def test_actor_updates_once_per_k_critic_updates_and_the_count_is_saved():
+    torch.manual_seed(0)
+    agent = SAC(5, 2, hidden_dims=(16, 16), actor_update_every=3)
+    buf = random_buffer()
+    changed = []
+    for _ in range(6):
+        actor = [p.detach().clone() for p in agent.actor.parameters()]
+        critic = [p.detach().clone() for p in agent.critic.parameters()]
+        metrics = agent.update(buf.sample(32))
+        changed.append((not all(torch.equal(a, p) for a, p in zip(actor, agent.actor.parameters())),
+                        not all(torch.equal(c, p) for c, p in zip(critic, agent.critic.parameters())),
+                        "actor_loss" in metrics))
+    assert changed == [(False, True, False), (False, True, False), (True, True, True)] * 2
+    agent.update(buf.sample(32))  # call 7: the next actor update is call 9
+    other = SAC(5, 2, hidden_dims=(16, 16), actor_update_every=3)
+    other.load_training_state(agent.training_state())
+    assert [("actor_loss" in other.update(buf.sample(32))) for _ in range(3)] == [False, True, False]

@@ -1,0 +1,43 @@
+"""What every agent shares: persistence of weights, optimizer states and constructor arguments.
+
+An agent is an `nn.Module` with an `optimizers` dict and `hparams` (its constructor arguments,
+including `obs_dim` and `action_dim`); it adds its own training counters by extending
+`training_state` / `load_training_state`."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from agents.serialization import atomic_save
+
+
+class Agent(nn.Module):
+    """Base class: `training_state`, `load_training_state`, `save`, `load` (SB3 names)."""
+
+    optimizers: dict
+    hparams: dict
+
+    def training_state(self) -> dict:
+        """Everything needed to continue training: weights and optimizer states."""
+        return {"model": self.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
+
+    def load_training_state(self, state: dict) -> None:
+        self.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+
+    def save(self, path) -> None:
+        """Write weights, optimizer states and constructor arguments atomically."""
+        atomic_save({"agent": type(self).__name__, "hparams": self.hparams,
+                     **self.training_state()}, path)
+
+    @classmethod
+    def load(cls, path, device="cpu"):
+        state = torch.load(path, map_location=device, weights_only=False)
+        if state.get("agent") != cls.__name__:
+            raise ValueError(f"{path} holds a '{state.get('agent')}' agent, not {cls.__name__}")
+        h = dict(state["hparams"])
+        agent = cls(h.pop("obs_dim"), h.pop("action_dim"), device=device, **h)
+        agent.load_training_state(state)
+        return agent
