@@ -22,9 +22,9 @@ METADATA_PREFIX = "plasticrl_"  # our extra metadata keys, e.g. plasticrl_env_id
 def datasets_root(root=None) -> Path:
     """`root`, else $MINARI_DATASETS_PATH, else ~/.minari/datasets (minari's default)."""
     if root is not None:
-        return Path(root)
+        return Path(root).absolute()  # minari joins relative roots onto its own paths
     env = os.environ.get("MINARI_DATASETS_PATH")
-    return Path(env) if env else Path.home() / ".minari" / "datasets"
+    return Path(env).absolute() if env else Path.home() / ".minari" / "datasets"
 
 
 def check_dataset_id(dataset_id: str) -> None:

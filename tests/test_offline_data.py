@@ -279,3 +279,9 @@ def test_collect_agent_policy_and_overwrite(tmp_path, capsys):
     assert main(args[:8] + ["--no-progress", "--overwrite"]) == 0  # now a random policy
     assert load(tmp_path, "tt/agent-v0", "gym:Pendulum-v1").metadata["plasticrl_policy"] == "random"
     assert sorted(os.listdir(tmp_path)) == ["agent.pt", "tt"]  # no temporary directory left
+
+
+def test_collect_to_a_relative_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # minari would join a relative root onto its own paths
+    collect("gym:Pendulum-v1", "rel/pendulum-v0", episodes=1, root="data/minari", progress=False)
+    assert (tmp_path / "data/minari/rel/pendulum-v0/data/metadata.json").is_file()
