@@ -13,7 +13,7 @@ from plasticity.groups import resolve_group
 from plasticity.interventions import Reset
 from replay import ReplayBuffer
 from tests.conftest import TINY, make_config
-from tests.test_sac import random_buffer
+from tests.test_sac import assert_same_next_update, random_buffer
 
 
 def test_expectile_loss_by_hand():
@@ -103,12 +103,7 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
     torch.manual_seed(5)
     np.testing.assert_array_equal(a, loaded.act(obs))
     assert loaded.predict(obs[0])[0].shape == (2,) and agent.actor.training
-    torch.manual_seed(9)
-    agent.update(buf.batch_at(torch.arange(32)))
-    torch.manual_seed(9)
-    loaded.update(buf.batch_at(torch.arange(32)))
-    for p, q in zip(agent.parameters(), loaded.parameters()):
-        assert torch.equal(p, q)
+    assert_same_next_update(agent, loaded, buf)
     from agents import SAC
     SAC(5, 2, hidden_dims=(8,)).save(tmp_path / "sac.pt")
     with pytest.raises(ValueError, match="not IQL"):

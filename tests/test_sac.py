@@ -22,6 +22,15 @@ def random_buffer(obs_dim=5, action_dim=2, size=300, seed=0):
     return buf
 
 
+def assert_same_next_update(agent, loaded, buf):
+    """The same update from the same RNG state leaves both agents with equal parameters."""
+    for a in (agent, loaded):
+        torch.manual_seed(9)
+        a.update(buf.batch_at(torch.arange(32)))
+    for p, q in zip(agent.parameters(), loaded.parameters()):
+        assert torch.equal(p, q)
+
+
 @pytest.mark.parametrize("layer_norm", [False, True])
 def test_ensemble_critic_equals_separate_critics(layer_norm):
     torch.manual_seed(0)
@@ -132,13 +141,7 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
     torch.manual_seed(5)
     np.testing.assert_array_equal(a, loaded.act(obs))
     assert loaded.predict(obs[0])[0].shape == (2,)
-    # optimizer state came along: the next update is identical too
-    torch.manual_seed(9)
-    agent.update(buf.batch_at(torch.arange(32)))
-    torch.manual_seed(9)
-    loaded.update(buf.batch_at(torch.arange(32)))
-    for p, q in zip(agent.parameters(), loaded.parameters()):
-        assert torch.equal(p, q)
+    assert_same_next_update(agent, loaded, buf)  # optimizer state came along
 
 
 def test_unknown_argument_is_refused():
