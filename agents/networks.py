@@ -12,22 +12,29 @@ from torch.nn import functional as F
 
 
 class CReLU(nn.Module):
-    """[relu(h), relu(-h)] (Shang et al. 2016; Abbas et al. 2023): doubles the width."""
+    """[relu(h), relu(-h)] (Shang et al. 2016; Abbas et al. 2023): doubles the width along
+    `dim` (features, -1, for MLPs; channels, 1, for conv maps [B, C, H, W])."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
 
     def forward(self, x):
-        return torch.cat([F.relu(x), F.relu(-x)], dim=-1)
+        return torch.cat([F.relu(x), F.relu(-x)], dim=self.dim)
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "gelu": nn.GELU, "crelu": CReLU}
 
 
-def _activation(name: str) -> nn.Module:
+def make_activation(name: str, channel_dim: int = -1) -> nn.Module:
+    """An activation module by name; `channel_dim` is where CReLU concatenates."""
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation '{name}', allowed: {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+    return CReLU(channel_dim) if name == "crelu" else ACTIVATIONS[name]()
 
 
-def _width_after(activation: str, width: int) -> int:
+def width_after(activation: str, width: int) -> int:
+    """Features (or channels) the next layer receives from `width` units."""
     return 2 * width if activation == "crelu" else width
 
 
@@ -39,16 +46,16 @@ def mlp_trunk(in_dim: int, hidden_dims, layer_norm=False, activation="relu",
         layers.append(nn.Linear(dim, width))
         if layer_norm:
             layers.append(nn.LayerNorm(width))
-        layers.append(_activation(activation))
+        layers.append(make_activation(activation))
         if dropout:
             layers.append(nn.Dropout(dropout))
-        dim = _width_after(activation, width)
+        dim = width_after(activation, width)
     return nn.Sequential(*layers)
 
 
 def _trunk_width(in_dim: int, hidden_dims, activation: str) -> int:
     """Feature width a trunk hands to its head."""
-    return _width_after(activation, hidden_dims[-1]) if hidden_dims else in_dim
+    return width_after(activation, hidden_dims[-1]) if hidden_dims else in_dim
 
 
 class EnsembleLinear(nn.Module):
@@ -106,8 +113,8 @@ class EnsembleCritic(nn.Module):
             layers.append(EnsembleLinear(num_critics, dim, width))
             if layer_norm:
                 layers.append(EnsembleLayerNorm(num_critics, width))
-            layers.append(_activation(activation))
-            dim = _width_after(activation, width)
+            layers.append(make_activation(activation))
+            dim = width_after(activation, width)
         self.trunk = nn.Sequential(*layers)
         self.head = EnsembleLinear(num_critics, dim, 1)
 
@@ -124,7 +131,7 @@ class TanhGaussianActor(nn.Module):
                  activation="relu", log_std_bounds=(-5.0, 2.0)):
         super().__init__()
         self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation)
-        width = _width_after(activation, hidden_dims[-1]) if hidden_dims else obs_dim
+        width = width_after(activation, hidden_dims[-1]) if hidden_dims else obs_dim
         self.head = nn.Linear(width, 2 * action_dim)
         self.log_std_min, self.log_std_max = log_std_bounds
 

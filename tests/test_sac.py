@@ -256,3 +256,19 @@ def test_actor_updates_once_per_k_critic_updates_and_the_count_is_saved():
     other = SAC(5, 2, hidden_dims=(16, 16), actor_update_every=3)
     other.load_training_state(agent.training_state())
     assert [("actor_loss" in other.update(buf.sample(32))) for _ in range(3)] == [False, True, False]
+
+
+def test_crelu_conv_encoder_doubles_channels_and_reports_dormant_channels():
+    from agents.encoders import PixelEncoder
+    from plasticity.diagnostics import Diagnostics
+    torch.manual_seed(0)
+    relu = PixelEncoder((3, 20, 20), channels=(8, 8), strides=(2, 1))
+    crelu = PixelEncoder((3, 20, 20), channels=(8, 8), strides=(2, 1), activation="crelu")
+    assert relu.trunk[2].in_channels == 8 and crelu.trunk[2].in_channels == 16
+    pixels = torch.randint(0, 256, (4, 3, 20, 20), dtype=torch.uint8)
+    assert crelu(pixels).shape == (4, 16 * 7 * 7) and crelu.out_dim() == 16 * 7 * 7
+    diag = Diagnostics(crelu, groups=["trunk"], every=1)
+    with diag.capture():
+        crelu(pixels)
+    # a CReLU pair [relu(h), relu(-h)] is never dead together: at most half the channels dormant
+    assert diag.measure()["trunk/dormant_ratio"].item() <= 0.5
