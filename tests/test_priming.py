@@ -34,3 +34,15 @@ def test_diagnostics_off_logs_nothing(tmp_path):
     cfg = make_config(*TINY, "diagnostics.every=0")
     Trainer(cfg, tmp_path).train()
     assert scalars(tmp_path, "plasticity/critic/dormant_ratio") == []
+
+
+def test_every_preset_runs_end_to_end_with_sac(tmp_path):
+    from pathlib import Path
+    presets = sorted(p.stem for p in (Path(__file__).parents[1] / "configs/plasticity").glob("*.yaml"))
+    assert {"none", "full_reset", "head_reset", "shrink_perturb", "hare_tortoise", "regen", "crelu"} <= set(presets)
+    for preset in presets:
+        every = [] if preset in ("none", "regen", "crelu") else ["plasticity.unit=updates", "plasticity.every=100"]
+        cfg = make_config(*TINY, "train.total_steps=300", "train.eval_every=0", f"plasticity={preset}", *every)
+        summary = Trainer(cfg, tmp_path / preset).train()
+        assert summary["plasticity"] == preset
+        assert len(summary["plasticity_events"]) == (0 if not every else summary["updates"] // 100), preset
