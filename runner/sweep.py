@@ -126,9 +126,22 @@ def _show(key: str, value) -> str:
     return f"{name}={'null' if value is None else str(value).lower() if isinstance(value, bool) else value}"
 
 
+def fill_added_keys(runs: list[Run]) -> None:
+    """A key that some runs lack and all others hold with one value was added to the configs
+    between runs (a new option at its default): the older runs get that value, so a sweep
+    extended after an upgrade still groups by what was actually varied."""
+    for key in dict.fromkeys(k for run in runs for k in run.config):
+        values = {json.dumps(r.config[key]) for r in runs if key in r.config}
+        if len(values) == 1 and any(key not in r.config for r in runs):
+            value = next(r.config[key] for r in runs if key in r.config)
+            for run in runs:
+                run.config.setdefault(key, value)
+
+
 def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
     """Configurations in order of first appearance, each with its finished runs; and the keys.
     Every run (skipped ones too) gets its `label`."""
+    fill_added_keys(runs)
     keys = config_keys(runs)
     groups: dict[tuple, Group] = {}
     for run in runs:

@@ -80,6 +80,21 @@ def test_groups_by_varying_keys_within_env(sweep):
     assert [len(g.runs) for g in groups] == [12, 12, 6]
 
 
+def test_a_key_added_between_runs_does_not_split_a_configuration(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path / "s" / str(seed), "gym:Pendulum-v1", seed, "none", None, -100.0 * seed)
+    config = yaml.safe_load((tmp_path / "s/2/config.yaml").read_text())
+    config["agent"]["actor_update_every"] = 1  # an option added later, at its default
+    (tmp_path / "s/2/config.yaml").write_text(yaml.safe_dump(config))
+    groups, keys = group_runs(find_runs(tmp_path / "s"))
+    assert keys == [] and [len(g.runs) for g in groups] == [3]
+    config["agent"]["actor_update_every"] = 4  # ... but two values of it are a real dimension
+    write_run(tmp_path / "s" / "3", "gym:Pendulum-v1", 0, "none", None, 0.0)
+    (tmp_path / "s/3/config.yaml").write_text(yaml.safe_dump(config))
+    groups, keys = group_runs(find_runs(tmp_path / "s"))
+    assert keys == ["agent.actor_update_every"] and [len(g.runs) for g in groups] == [2, 1, 1]
+
+
 def test_table_values_exact_and_ci_brackets(sweep, tmp_path):
     report = build_report(sweep, reps=300)
     rows = {(r["config"], r["env"]): r for r in report["rows"]}
