@@ -17,6 +17,19 @@ class Agent(nn.Module):
     optimizers: dict
     hparams: dict
 
+    def _set_hparams(self, defaults: dict, obs_dim: int, action_dim: int, device, hparams: dict) -> dict:
+        """Merge `hparams` over `defaults` (unknown names raise), record them with the space
+        sizes in `self.hparams` (what `save`/`load` rebuild from), set `self.device`."""
+        unknown = set(hparams) - set(defaults)
+        if unknown:
+            raise ValueError(f"unknown {type(self).__name__} arguments {sorted(unknown)}; "
+                             f"allowed: {sorted(defaults)}")
+        h = {**defaults, **hparams}
+        h["hidden_dims"] = tuple(h["hidden_dims"])
+        self.hparams = dict(h, obs_dim=obs_dim, action_dim=action_dim)
+        self.device = torch.device(device)
+        return h
+
     def training_state(self) -> dict:
         """Everything needed to continue training: weights and optimizer states."""
         return {"model": self.state_dict(),

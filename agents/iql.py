@@ -59,15 +59,9 @@ class IQL(Agent):
 
     def __init__(self, obs_dim: int, action_dim: int, device="cpu", **hparams):
         super().__init__()
-        unknown = set(hparams) - set(IQL_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown IQL arguments {sorted(unknown)}; allowed: {sorted(IQL_DEFAULTS)}")
-        h = {**IQL_DEFAULTS, **hparams}
-        h["hidden_dims"] = tuple(h["hidden_dims"])
+        h = self._set_hparams(IQL_DEFAULTS, obs_dim, action_dim, device, hparams)
         if not 0.0 < h["expectile"] < 1.0:
             raise ValueError(f"expectile={h['expectile']}: must be in (0, 1)")
-        self.hparams = dict(h, obs_dim=obs_dim, action_dim=action_dim)
-        self.device = torch.device(device)
         self.expectile, self.temperature = float(h["expectile"]), float(h["temperature"])
         self.max_weight, self.tau, self.dropout = float(h["max_weight"]), h["tau"], h["dropout"]
 

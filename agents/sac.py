@@ -40,13 +40,7 @@ class SAC(Agent):
 
     def __init__(self, obs_dim: int, action_dim: int, device="cpu", **hparams):
         super().__init__()
-        unknown = set(hparams) - set(SAC_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown SAC arguments {sorted(unknown)}; allowed: {sorted(SAC_DEFAULTS)}")
-        h = {**SAC_DEFAULTS, **hparams}
-        h["hidden_dims"] = tuple(h["hidden_dims"])
-        self.hparams = dict(h, obs_dim=obs_dim, action_dim=action_dim)
-        self.device = torch.device(device)
+        h = self._set_hparams(SAC_DEFAULTS, obs_dim, action_dim, device, hparams)
         self.num_target_critics = h["num_target_critics"]
         self.actor_q, self.backup_entropy, self.tau = h["actor_q"], h["backup_entropy"], h["tau"]
         self.target_entropy = (-float(action_dim) if h["target_entropy"] is None
