@@ -38,40 +38,49 @@ class SAC(Agent):
 
     target_networks = {"critic": "critic_target"}  # online prefix -> its target, for plasticity groups
 
-    def __init__(self, obs_dim: int, action_dim: int, device="cpu", **hparams):
+    defaults = SAC_DEFAULTS  # subclasses (DrQ) bring their own
+
+    def __init__(self, obs_dim, action_dim: int, device="cpu", **hparams):
         super().__init__()
-        h = self._set_hparams(SAC_DEFAULTS, obs_dim, action_dim, device, hparams)
+        h = self._set_hparams(self.defaults, obs_dim, action_dim, device, hparams)
         self.num_target_critics = h["num_target_critics"]
         self.actor_q, self.backup_entropy, self.tau = h["actor_q"], h["backup_entropy"], h["tau"]
         self.target_entropy = (-float(action_dim) if h["target_entropy"] is None
                                else float(h["target_entropy"]))
-
-        net = dict(hidden_dims=h["hidden_dims"], layer_norm=h["layer_norm"], activation=h["activation"])
-        self.actor = TanhGaussianActor(obs_dim, action_dim, **net)
-        self.critic = EnsembleCritic(obs_dim, action_dim, num_critics=h["num_critics"], **net)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self._build_networks(obs_dim, action_dim, h)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(h["init_temperature"])))
         self.to(self.device)
 
+        self._critic_params, self._target_params = self._online_and_target_params()
+        self._actor_params = list(self.actor.parameters())
         adam = dict(lr=h["lr"], fused=True)  # one fused kernel per step, CPU and CUDA
         self.optimizers = {
-            "actor": torch.optim.Adam(self.actor.parameters(), **adam),
-            "critic": torch.optim.Adam(self.critic.parameters(), **adam),
+            "actor": torch.optim.Adam(self._actor_params, **adam),
+            "critic": torch.optim.Adam(self._critic_params, **adam),
             "log_alpha": torch.optim.Adam([self.log_alpha], **adam),
         }
-        self._actor_params = list(self.actor.parameters())
-        self._critic_params = list(self.critic.parameters())
-        self._target_params = list(self.critic_target.parameters())
         self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
         self._compiled = None
         self.actor_update_every, self._update_calls = int(h["actor_update_every"]), 0
         if self.actor_update_every < 1:
             raise ValueError(f"actor_update_every = {h['actor_update_every']!r}: must be an integer >= 1")
-        if not isinstance(h["compile"], (bool, str)):
-            raise ValueError(f"compile = {h['compile']!r}: must be true, false or a torch.compile mode name")
-        if h["compile"]:  # False | True | a torch.compile mode name
+        compile_mode = h.get("compile", False)
+        if not isinstance(compile_mode, (bool, str)):
+            raise ValueError(f"compile = {compile_mode!r}: must be true, false or a torch.compile mode name")
+        if compile_mode:  # False | True | a torch.compile mode name
             from agents.compile import CompiledUpdate
-            self._compiled = CompiledUpdate(self, mode=None if h["compile"] is True else h["compile"])
+            self._compiled = CompiledUpdate(self, mode=None if compile_mode is True else compile_mode)
+
+    def _build_networks(self, obs_dim: int, action_dim: int, h: dict) -> None:
+        """`actor`, `critic` and `critic_target` on flat observations."""
+        net = dict(hidden_dims=h["hidden_dims"], layer_norm=h["layer_norm"], activation=h["activation"])
+        self.actor = TanhGaussianActor(obs_dim, action_dim, **net)
+        self.critic = EnsembleCritic(obs_dim, action_dim, num_critics=h["num_critics"], **net)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def _online_and_target_params(self) -> tuple[list, list]:
+        """What the critic optimizer trains, and the target parameters tracking it (same order)."""
+        return list(self.critic.parameters()), list(self.critic_target.parameters())
 
     def initial_value(self, name: str) -> torch.Tensor:
         """Initial value of a bare parameter of the agent (a full reset re-initialises alpha)."""

@@ -1,0 +1,277 @@
+"""DrQ(epsilon) for Atari-100k: DQN with data augmentation (Kostrikov et al. 2020, "Image
+Augmentation Is All You Need"), tuned as in Agarwal et al. 2021 ("Deep RL at the Edge of the
+Statistical Precipice": DrQ(eps) = DrQ with the eval/train epsilons below).
+
+With aug(.) a random shift of up to `augment_pad` pixels (edge padding, one shift per image,
+drawn independently for s and s') followed by the per-image intensity jitter, and Q' the target:
+
+    Q(s, .)  = V(s) + A(s, .) - mean_a A(s, a)                 dueling (Wang et al. 2016)
+    a*       = argmax_a Q(aug(s'), a)                          double DQN (van Hasselt et al. 2016)
+    y        = R + d * Q'(aug(s'), a*)                         (Q' picks a* itself without `double`)
+    L_TD     = E[Huber_1(Q(aug(s), a) - y)]                    Huber with delta 1, batch mean
+    target:  theta' <- theta (hard copy) every `target_update_every` updates (1: every update)
+
+R and d come from the replay buffer: the n-step return (n = 10 in the reference) and gamma^m,
+0 at termination; gamma and n are trainer settings, as is the replay ratio (1 in the reference,
+2 in the lecture's table). The TD loss trains the encoder and the Q head with one Adam (lr 1e-4,
+eps 1.5e-4). Exploration is epsilon-greedy on the online network: epsilon decays linearly from
+1 to `epsilon_train` over the first `epsilon_decay_steps` observations acted on with
+deterministic=False (the trainer's uniform random warm-up is not counted, which reproduces
+Dopamine's linearly_decaying_epsilon with warm-up = min_replay_history); deterministic=True acts
+with `epsilon_eval` (the Atari-100k evaluation protocol is not greedy).
+
+Matched to Dopamine's DrQ_eps.gin / FullRainbowNetwork: Nature DQN convs (32 8x8 s4, 64 4x4 s2,
+64 3x3 s1) with 'SAME' padding (flax's default; `conv_padding="valid"` gives the original
+Nature DQN), pixels / 255 into [0, 1], one 512 hidden layer, Xavier-uniform weights and zero
+biases (also what plasticity resets re-draw: the layers' `reset_parameters`), Huber loss, no
+gradient clipping (`max_grad_norm` None), intensity jitter 0.05. One difference: shifts cover
+{-pad, ..., pad} as in DrQ's PyTorch code (Dopamine's crop offsets stop at pad - 1).
+Submodule names: `encoder` (the conv trunk, `encoder.trunk`), `critic` (`critic.trunk` hidden
+layers, `critic.head` the dueling layer: one Linear whose first output is V and the rest A),
+`encoder_target`, `critic_target`. The update makes no host syncs; nothing here resets anything.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from agents.augment import random_intensity, random_shift
+from agents.base import Agent
+from agents.networks import make_activation, width_after
+
+# Constructor arguments, with the reference defaults (Dopamine DrQ_eps.gin, REFERENCE.md section 2).
+DRQ_ATARI_DEFAULTS = dict(
+    channels=(32, 64, 64), kernel_sizes=(8, 4, 3), strides=(4, 2, 1), conv_padding="same",
+    hidden_dims=(512,), activation="relu", dueling=True, double=True,
+    lr=1e-4, adam_eps=1.5e-4, max_grad_norm=None, huber_delta=1.0, target_update_every=1,
+    augment_pad=4, intensity_scale=0.05,
+    epsilon_train=0.01, epsilon_eval=0.001, epsilon_decay_steps=5000,
+)
+
+
+class XavierLinear(nn.Linear):
+    """nn.Linear initialised like flax Dense in Dopamine: Xavier-uniform weight, zero bias."""
+
+    def reset_parameters(self):
+        nn.init.xavier_uniform_(self.weight)
+        nn.init.zeros_(self.bias)
+
+
+class DQNConv2d(nn.Conv2d):
+    """Conv2d with Xavier-uniform weights, zero bias and TF/flax padding: 'same' pads (zeros)
+    so that out = ceil(in / stride), the extra pixel on the bottom/right; 'valid' pads nothing."""
+
+    def __init__(self, in_channels, out_channels, kernel_size: int, stride: int, padding: str = "same"):
+        super().__init__(in_channels, out_channels, kernel_size, stride)
+        if padding not in ("same", "valid"):
+            raise ValueError(f"conv_padding '{padding}', allowed: ['same', 'valid']")
+        self.same = padding == "same"
+
+    def reset_parameters(self):
+        nn.init.xavier_uniform_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def _same_pad(self, size: int, k: int, s: int) -> tuple[int, int]:
+        total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+        return total // 2, total - total // 2
+
+    def forward(self, x):
+        if self.same:  # shapes are Python ints: no sync
+            top, bottom = self._same_pad(x.shape[-2], self.kernel_size[0], self.stride[0])
+            left, right = self._same_pad(x.shape[-1], self.kernel_size[1], self.stride[1])
+            x = F.pad(x, (left, right, top, bottom))
+        return super().forward(x)
+
+
+class AtariEncoder(nn.Module):
+    """Pixels [B, C, H, W] (uint8, or float in [0, 255] after augmentation) -> [B, D] features.
+    `trunk` = (DQNConv2d -> activation) per entry of `channels`; CReLU doubles the channels."""
+
+    def __init__(self, obs_shape, channels, kernel_sizes, strides, padding="same", activation="relu"):
+        super().__init__()
+        if not len(channels) == len(kernel_sizes) == len(strides):
+            raise ValueError(f"channels {tuple(channels)}, kernel_sizes {tuple(kernel_sizes)} and "
+                             f"strides {tuple(strides)} differ in length")
+        layers, dim = [], obs_shape[0]
+        for width, k, s in zip(channels, kernel_sizes, strides):
+            layers += [DQNConv2d(dim, width, k, s, padding), make_activation(activation, channel_dim=1)]
+            dim = width_after(activation, width)
+        self.trunk = nn.Sequential(*layers)
+        with torch.no_grad():
+            self.out_dim = self(torch.zeros(1, *obs_shape)).shape[1]
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(pixels.float() / 255.0)  # [B, C', H', W']
+        return h.flatten(1)  # [B, C' * H' * W']
+
+
+class DuelingHead(XavierLinear):
+    """One Linear(in, 1 + A): output 0 is V(s), outputs 1..A are A(s, .);
+    forward gives Q = V + A - mean(A) [B, A]. Each stream is initialised as its own layer."""
+
+    def __init__(self, in_features: int, num_actions: int):
+        super().__init__(in_features, 1 + num_actions)
+
+    def reset_parameters(self):
+        nn.init.zeros_(self.bias)
+        nn.init.xavier_uniform_(self.weight[:1])  # value stream: fan_out 1
+        nn.init.xavier_uniform_(self.weight[1:])  # advantage stream: fan_out A
+
+    def value_and_advantage(self, x):
+        out = super().forward(x)  # [B, 1 + A]
+        return out[:, 0], out[:, 1:]  # [B], [B, A]
+
+    def forward(self, x):
+        value, adv = self.value_and_advantage(x)
+        return value[:, None] + adv - adv.mean(dim=1, keepdim=True)  # [B, A]
+
+
+class QNetwork(nn.Module):
+    """Features [B, D] -> Q-values [B, A]: `trunk` (Linear -> activation per hidden width) and
+    `head` (a DuelingHead, or a plain Linear without dueling)."""
+
+    def __init__(self, in_dim, num_actions, hidden_dims=(512,), activation="relu", dueling=True):
+        super().__init__()
+        layers, dim = [], in_dim
+        for width in hidden_dims:
+            layers += [XavierLinear(dim, width), make_activation(activation)]
+            dim = width_after(activation, width)
+        self.trunk = nn.Sequential(*layers)
+        self.head = DuelingHead(dim, num_actions) if dueling else XavierLinear(dim, num_actions)
+
+    def forward(self, features):
+        return self.head(self.trunk(features))
+
+
+def linear_epsilon(step: int, decay_steps: int, final: float) -> float:
+    """1 at step 0, linearly down to `final` at `decay_steps`, then constant."""
+    if decay_steps <= 0:
+        return final
+    return final + (1.0 - final) * max(decay_steps - step, 0) / decay_steps
+
+
+class DrQAtari(Agent):
+    """DrQ(epsilon) with a discrete action space. See the module docstring for the loss."""
+
+    target_networks = {"encoder": "encoder_target", "critic": "critic_target"}
+
+    def __init__(self, obs_shape, num_actions: int, device="cpu", **hparams):
+        super().__init__()
+        obs_shape, num_actions = tuple(int(d) for d in obs_shape), int(num_actions)
+        h = self._set_hparams(DRQ_ATARI_DEFAULTS, obs_shape, num_actions, device, hparams)
+        if len(obs_shape) != 3:
+            raise ValueError(f"obs_shape {obs_shape}: expected (C, H, W)")
+        if not (isinstance(h["target_update_every"], int) and h["target_update_every"] >= 1):
+            raise ValueError(f"target_update_every = {h['target_update_every']!r}: must be an integer >= 1")
+        if not (isinstance(h["augment_pad"], int) and h["augment_pad"] >= 0):
+            raise ValueError(f"augment_pad = {h['augment_pad']!r}: must be an integer >= 0")
+        self.obs_shape, self.num_actions = obs_shape, num_actions
+        self.double, self.huber_delta = bool(h["double"]), float(h["huber_delta"])
+        self.max_grad_norm = h["max_grad_norm"]
+        self.target_update_every = h["target_update_every"]
+        self.augment_pad, self.intensity_scale = h["augment_pad"], float(h["intensity_scale"])
+        self.epsilon_train, self.epsilon_eval = float(h["epsilon_train"]), float(h["epsilon_eval"])
+        self.epsilon_decay_steps = int(h["epsilon_decay_steps"])
+
+        self.encoder = AtariEncoder(obs_shape, tuple(h["channels"]), tuple(h["kernel_sizes"]),
+                                    tuple(h["strides"]), h["conv_padding"], h["activation"])
+        self.critic = QNetwork(self.encoder.out_dim, num_actions, h["hidden_dims"], h["activation"],
+                               h["dueling"])
+        self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.to(self.device)
+
+        self._online_params = list(self.encoder.parameters()) + list(self.critic.parameters())
+        self._target_params = (list(self.encoder_target.parameters())
+                               + list(self.critic_target.parameters()))
+        self.optimizers = {"critic": torch.optim.Adam(self._online_params, lr=h["lr"],
+                                                      eps=h["adam_eps"], fused=True)}
+        self._act_steps, self._update_calls = 0, 0
+
+    # ------------------------------------------------------------------ acting
+    def q_values(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Q(s, .) [B, A] for pixels [B, C, H, W] (uint8, or float in [0, 255])."""
+        encoder, critic = ((self.encoder_target, self.critic_target) if target
+                           else (self.encoder, self.critic))
+        return critic(encoder(obs))
+
+    @property
+    def epsilon(self) -> float:
+        """The exploration epsilon the next act(deterministic=False) uses."""
+        return linear_epsilon(self._act_steps, self.epsilon_decay_steps, self.epsilon_train)
+
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False):
+        """Epsilon-greedy action: an int for one observation [C, H, W], an int64 array [B] for a
+        batch. Exploration counts one step per observation; draws use the global torch RNG."""
+        obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
+        single = obs_t.dim() == len(self.obs_shape)
+        obs_t = obs_t.unsqueeze(0) if single else obs_t  # [B, C, H, W]
+        b = obs_t.shape[0]
+        eps = self.epsilon_eval if deterministic else self.epsilon
+        if not deterministic:
+            self._act_steps += b
+        explore = torch.rand(b) < eps  # CPU draws, the same number whatever the branch
+        action = torch.randint(self.num_actions, (b,))
+        if not bool(explore.all()):
+            greedy = self.q_values(obs_t).argmax(dim=1).cpu()
+            action = torch.where(explore, action, greedy)
+        action = action.numpy()
+        return int(action[0]) if single else action
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """SB3-style: returns (action, state)."""
+        return self.act(observation, deterministic), state
+
+    # ---------------------------------------------------------------- learning
+    def augment(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Random shift then intensity jitter, per image; float [B, C, H, W] in [0, 255] scale."""
+        x = random_shift(pixels, self.augment_pad)
+        return random_intensity(x, self.intensity_scale)
+
+    def td_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        obs, next_obs = self.augment(batch.obs), self.augment(batch.next_obs)  # independent draws
+        action = batch.action.reshape(-1).long()  # [B]
+        with torch.no_grad():
+            q_next_target = self.q_values(next_obs, target=True)  # [B, A]
+            q_select = self.q_values(next_obs) if self.double else q_next_target
+            best = q_select.argmax(dim=1, keepdim=True)  # [B, 1]
+            target = batch.reward + batch.discount * q_next_target.gather(1, best).squeeze(1)  # [B]
+        q = self.q_values(obs).gather(1, action[:, None]).squeeze(1)  # [B, A] -> [B]
+        loss = F.huber_loss(q, target, delta=self.huber_delta)
+        return loss, {"td_loss": loss.detach(), "q": q.detach().mean(), "target_q": target.mean()}
+
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        """One Adam step on the TD loss (encoder + Q network), then the target copy when due."""
+        self._update_calls += 1
+        loss, metrics = self.td_loss(batch)
+        opt = self.optimizers["critic"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=self._online_params)
+        if self.max_grad_norm is not None:
+            metrics["grad_norm"] = nn.utils.clip_grad_norm_(self._online_params, self.max_grad_norm,
+                                                            foreach=True)
+        opt.step()
+        if self._update_calls % self.target_update_every == 0:
+            self.update_target()
+        return metrics
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """Hard copy online -> target, in place (the target tensors stay the same objects)."""
+        torch._foreach_copy_(self._target_params, self._online_params)
+
+    # ----------------------------------------------------------- persistence
+    def training_state(self) -> dict:
+        return {**super().training_state(), "act_steps": self._act_steps,
+                "update_calls": self._update_calls}
+
+    def load_training_state(self, state: dict) -> None:
+        super().load_training_state(state)
+        self._act_steps = state.get("act_steps", 0)
+        self._update_calls = state.get("update_calls", 0)
