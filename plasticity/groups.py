@@ -1,7 +1,8 @@
 """Named parameter groups: fnmatch patterns over an agent's `named_parameters()`.
 
 A pattern matches a parameter if it matches its full name (`critic.*`) or names a module that
-owns it (`critic.head` matches `critic.head.weight`). Target networks are never matched directly;
+owns it (`critic.head` matches `critic.head.weight`). A pattern ending in `?` is optional: it may
+match nothing (presets name `actor.head?` so that they also apply to agents without an actor). Target networks are never matched directly;
 each online parameter's counterpart comes from `agent.target_networks` ({"critic": "critic_target"}).
 """
 from __future__ import annotations
@@ -47,18 +48,23 @@ def target_name(name: str, targets: dict[str, str]) -> str | None:
 
 
 def resolve_group(agent: nn.Module, patterns, name: str | None = None) -> ParameterGroup:
-    """Resolve `patterns` on `agent`; every pattern must match at least one parameter."""
+    """Resolve `patterns` on `agent`; every pattern not ending in `?` must match a parameter."""
     patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
     targets = _target_prefixes(agent)
     all_params = dict(agent.named_parameters())
     online = {n: p for n, p in all_params.items() if not _is_target(n, targets)}
     matched: dict[str, nn.Parameter] = {}
+    optional = {p.rstrip("?") for p in patterns if p.endswith("?")}
+    patterns = tuple(p.rstrip("?") for p in patterns)
     for pattern in patterns:
         hits = {n: p for n, p in online.items() if _matches(n, pattern)}
-        if not hits:
+        if not hits and pattern not in optional:
             raise GroupError(f"parameter pattern '{pattern}' matches nothing; parameters of "
                              f"{type(agent).__name__}: {', '.join(online)}")
         matched.update(hits)
+    if not matched:
+        raise GroupError(f"the optional patterns {sorted(optional)} match nothing; parameters of "
+                         f"{type(agent).__name__}: {', '.join(online)}")
     buffers = {n: b for n, b in agent.named_buffers()
                if not _is_target(n, targets) and any(_matches(n, p) for p in patterns)}
     target_params = {}

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from agents import AGENTS
+
 from runner.validate import ConfigError, validate_config
 from tests.conftest import TINY, make_config
 
@@ -27,7 +29,7 @@ def test_default_config_is_valid():
     (["agent.hidden_dims=[]"], "agent.hidden_dims = []"),
     (["agent.activation=swish"], "agent.activation = 'swish': must be one of ['crelu', 'elu', 'gelu', 'relu', 'tanh']"),
     (["agent.actor_q=max"], "agent.actor_q = 'max'"),
-    (["agent.name=ppo"], "agent.name = 'ppo': must be one of ['iql', 'sac']"),
+    (["agent.name=ppo"], f"agent.name = 'ppo': must be one of {sorted(AGENTS)}"),
     (["+agent.warmup=3"], "agent: unknown keys ['warmup']"),
     (["env.id=dmc:cheetah-fly"], "unknown DMC task 'fly'"),
     (["env.id=dmc:cheetahh-run"], "valid domains:"),

@@ -1,0 +1,137 @@
+"""DrQ (Kostrikov, Yarats & Fergus 2020): SAC from pixels with random-shift augmentation.
+
+A conv `encoder` (4 x 32 filters, first stride 2) maps the uint8 frame stack to features
+f(s); actor and critic each start with their own projection `proj` (Linear -> LayerNorm ->
+tanh to `feature_dim` 50) followed by SAC's MLPs. With aug(.) a random shift (pad 4, edge
+padding, drawn independently per image and for s and s'):
+
+    critic:  L_Q = sum_j E[(Q_j(f(aug s), a) - y)^2],
+             y = R + d * (min_j Q'_j(f'(aug s'), a') - alpha log pi(a'|sg f(aug s'))),  a' ~ pi
+    actor:   L_pi = E[alpha log pi(a|sg f(aug s)) - min_j Q_j(sg f(aug s), a)]    (sg: stop-gradient)
+    target:  (f', Q') <- (1 - tau) (f', Q') + tau (f, Q)
+
+so the critic loss alone trains the encoder and the actor sees a detached encoding. Settings
+follow jaxrl's DrQ (the code Nikishin et al. 2022 build on): MLP 256x256, lr 3e-4, tau 0.005,
+initial temperature 0.1; batch 512 comes from the agent config. A single augmented view is
+used (DrQ's K = M = 1).
+
+Names for plasticity groups: `encoder` (trained by the critic optimizer), `critic.proj`,
+`critic.trunk`, `critic.head`, `actor.*`, `log_alpha`, targets `encoder_target` and
+`critic_target`. Nikishin's DrQ reset (everything but the encoder, the encoder's optimizer
+state kept) is the `reset_but_encoder` preset. Nothing here resets anything.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.augment import random_shift
+from agents.encoders import PixelEncoder
+from agents.networks import EnsembleCritic, TanhGaussianActor
+from agents.sac import SAC, SAC_DEFAULTS
+
+DRQ_DEFAULTS = dict(
+    {k: v for k, v in SAC_DEFAULTS.items() if k != "compile"},
+    init_temperature=0.1, feature_dim=50, channels=(32, 32, 32, 32), strides=(2, 1, 1, 1),
+    augment_pad=4,
+)
+
+
+def projection(in_dim: int, feature_dim: int) -> nn.Sequential:
+    """Linear -> LayerNorm -> tanh: conv features [B, D] -> [B, feature_dim]."""
+    return nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+
+
+class ProjectedActor(TanhGaussianActor):
+    """The SAC actor on `proj(features)`."""
+
+    def __init__(self, in_dim: int, feature_dim: int, action_dim: int, **net):
+        super().__init__(feature_dim, action_dim, **net)
+        self.proj = projection(in_dim, feature_dim)
+
+    def _dist_params(self, features):
+        return super()._dist_params(self.proj(features))
+
+
+class ProjectedCritic(EnsembleCritic):
+    """The SAC critic ensemble on one shared `proj(features)`."""
+
+    def __init__(self, in_dim: int, feature_dim: int, action_dim: int, **net):
+        super().__init__(feature_dim, action_dim, **net)
+        self.proj = projection(in_dim, feature_dim)
+
+    def forward(self, features, action):
+        return super().forward(self.proj(features), action)  # [N, B]
+
+
+class DrQ(SAC):
+    """DrQ for continuous actions in [-1, 1] from uint8 [C, H, W] frame stacks."""
+
+    defaults = DRQ_DEFAULTS
+    target_networks = {"critic": "critic_target", "encoder": "encoder_target"}
+
+    def _build_networks(self, obs_shape, action_dim: int, h: dict) -> None:
+        if not isinstance(obs_shape, (tuple, list)) or len(obs_shape) != 3:
+            raise ValueError(f"DrQ needs image observations [C, H, W], got {obs_shape!r}")
+        self.hparams["channels"], self.hparams["strides"] = tuple(h["channels"]), tuple(h["strides"])
+        self.augment_pad = int(h["augment_pad"])
+        self.encoder = PixelEncoder(obs_shape, activation=h["activation"],
+                                    channels=tuple(h["channels"]), strides=tuple(h["strides"]))
+        in_dim = self.encoder.out_dim()
+        net = dict(hidden_dims=h["hidden_dims"], layer_norm=h["layer_norm"], activation=h["activation"])
+        self.actor = ProjectedActor(in_dim, h["feature_dim"], action_dim, **net)
+        self.critic = ProjectedCritic(in_dim, h["feature_dim"], action_dim,
+                                      num_critics=h["num_critics"], **net)
+        self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def _online_and_target_params(self) -> tuple[list, list]:
+        online = list(self.encoder.parameters()) + list(self.critic.parameters())
+        target = list(self.encoder_target.parameters()) + list(self.critic_target.parameters())
+        return online, target
+
+    def _augment(self, pixels: torch.Tensor) -> torch.Tensor:
+        return random_shift(pixels, self.augment_pad) if self.augment_pad else pixels
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False) -> np.ndarray:
+        """Action(s) in [-1, 1] for one uint8 observation [C, H, W] or a batch [B, C, H, W]."""
+        obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
+        single = obs_t.dim() == 3
+        action, _ = self.actor(self.encoder(obs_t.unsqueeze(0) if single else obs_t), deterministic)
+        action = action.cpu().numpy()
+        return action[0] if single else action
+
+    # ---------------------------------------------------------------- learning
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        """Critic (and encoder) step on augmented pixels, the actor step on the same
+        augmented observations encoded and detached, then the target EMA."""
+        self._update_calls += 1
+        metrics, features = self.update_critic(batch)
+        if self._update_calls % self.actor_update_every == 0:
+            metrics.update(self.update_actor(features.detach()))
+        self.update_target()
+        return metrics
+
+    def critic_loss(self, batch) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        obs, next_obs = self._augment(batch.obs), self._augment(batch.next_obs)
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(self.encoder(next_obs))
+            q_next = self.critic_target(self.encoder_target(next_obs), next_action)  # [N, B]
+            v_next = self._target_q(q_next)  # [B]
+            if self.backup_entropy:
+                v_next = v_next - self.log_alpha.exp() * next_log_prob
+            target = batch.reward + batch.discount * v_next  # [B]
+        features = self.encoder(obs)  # [B, D]
+        q = self.critic(features, batch.action)  # [N, B]
+        loss = (q - target).pow(2).mean(dim=1).sum()
+        return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}, features
+
+    def update_critic(self, batch) -> tuple[dict, torch.Tensor]:
+        loss, metrics, features = self.critic_loss(batch)
+        self._step(loss, self._critic_params, ("critic",))
+        return metrics, features
