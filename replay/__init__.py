@@ -2,12 +2,13 @@
 `MixedReplayBuffer` adds an offline dataset (`load_offline`) to an online buffer."""
 from replay.buffer import Batch, ReplayBuffer
 from replay.datasets import DatasetMismatchError, OfflineData, load_offline
+from replay.frames import FrameStorage
 from replay.mixed import MixedReplayBuffer
 from replay.nstep import nstep_targets
 from replay.reward import RewardTransform
 from replay.sampler import UniformSampler
 from replay.storage import FieldSpec, TensorStorage, transition_specs
 
-__all__ = ["Batch", "ReplayBuffer", "MixedReplayBuffer", "TensorStorage", "UniformSampler",
-           "FieldSpec", "transition_specs", "nstep_targets", "load_offline", "OfflineData",
-           "DatasetMismatchError", "RewardTransform"]
+__all__ = ["Batch", "ReplayBuffer", "MixedReplayBuffer", "TensorStorage", "FrameStorage",
+           "UniformSampler", "FieldSpec", "transition_specs", "nstep_targets", "load_offline",
+           "OfflineData", "DatasetMismatchError", "RewardTransform"]

@@ -5,6 +5,7 @@ from typing import NamedTuple
 
 import torch
 
+from replay.frames import FrameStorage
 from replay.nstep import nstep_targets
 from replay.sampler import UniformSampler
 from replay.storage import TensorStorage, transition_specs
@@ -26,7 +27,8 @@ class ReplayBuffer:
     `n_step` and `gamma` are defaults that `sample` can override per call.
     """
 
-    def __init__(self, storage: TensorStorage, sampler=None, n_step: int = 1, gamma: float = 0.99):
+    def __init__(self, storage: TensorStorage | FrameStorage, sampler=None, n_step: int = 1,
+                 gamma: float = 0.99):
         self.storage = storage
         self.sampler = sampler or UniformSampler(storage.device)
         self.n_step, self.gamma = n_step, gamma
@@ -36,6 +38,17 @@ class ReplayBuffer:
                    n_step: int = 1, gamma: float = 0.99, action_dtype=torch.float32):
         storage = TensorStorage(capacity, transition_specs(obs_shape, action_shape,
                                                            action_dtype=action_dtype), device)
+        return cls(storage, UniformSampler(device, seed), n_step, gamma)
+
+    @classmethod
+    def for_pixels(cls, capacity: int, frame_shape, stack: int, action_shape=(),
+                   action_dtype=torch.int64, device="cpu", seed: int = 0, n_step: int = 1,
+                   gamma: float = 0.99, padding: str = "repeat"):
+        """A buffer of uint8 frame stacks `[stack * C, H, W]` (newest frame last) storing each
+        frame once (`FrameStorage`); `capacity` counts frame slots (an episode of L steps
+        takes L + 1)."""
+        storage = FrameStorage(capacity, frame_shape, stack, action_shape, action_dtype, device,
+                               padding)
         return cls(storage, UniformSampler(device, seed), n_step, gamma)
 
     @property

@@ -9,7 +9,12 @@ import torch
 
 
 class UniformSampler:
-    """Uniform sampling with replacement over the filled slots."""
+    """Uniform sampling with replacement over the filled slots.
+
+    A storage with a `valid` mask (bool [capacity], e.g. `FrameStorage`, whose `len` is the
+    number of valid slots) is sampled uniformly among its valid slots: a uniform rank among
+    them is mapped to its slot through a cumulative count, without reading the device.
+    """
 
     def __init__(self, device="cpu", seed: int = 0):
         self.generator = torch.Generator(device=torch.device(device))
@@ -18,8 +23,14 @@ class UniformSampler:
     def sample(self, storage, batch_size: int) -> torch.Tensor:
         if len(storage) == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        return torch.randint(0, len(storage), (batch_size,), generator=self.generator,
-                             device=storage.device)
+        rank = torch.randint(0, len(storage), (batch_size,), generator=self.generator,
+                             device=storage.device)  # [B]
+        valid = getattr(storage, "valid", None)
+        if valid is None:  # every slot below len(storage) is a transition
+            return rank
+        counts = torch.cumsum(valid, 0, dtype=torch.int32)  # [capacity] valid slots up to each slot
+        # the first slot whose running count reaches rank + 1 is the rank-th valid slot
+        return torch.searchsorted(counts, rank.to(torch.int32) + 1)  # [B] int64
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -53,6 +53,10 @@ class TensorStorage:
     def __len__(self) -> int:
         return self.size
 
+    def nbytes(self) -> int:
+        """Bytes held by the preallocated tensors."""
+        return sum(t.numel() * t.element_size() for t in self.fields.values())
+
     def add(self, **transition) -> None:
         """Write one transition (arrays, tensors or scalars) at the write head."""
         for name, value in transition.items():
