@@ -1,4 +1,5 @@
-"""Parse and validate environment ids (``dmc:<domain>-<task>``, ``gym:<id>``) and build envs."""
+"""Parse and validate environment ids (``dmc:<domain>-<task>``, ``atari:<Game>``, ``gym:<id>``)
+and build envs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import gymnasium
 
 from envs.wrappers import ActionRepeat, apply_generic_wrappers, check_action_repeat
 
-PREFIXES = ("dmc", "gym")
+PREFIXES = ("dmc", "atari", "gym")
 # Namespaces whose environments are registered by importing a package.
 _NAMESPACE_MODULES = {"ALE": "ale_py"}
 _MAX_MATCHES = 10
@@ -21,7 +22,7 @@ class EnvIdError(ValueError):
 
 
 class ParsedEnvId(NamedTuple):
-    """A validated id: ``kind`` is 'dmc' or 'gym'; ``task`` is None for gym ids."""
+    """A validated id: ``kind`` is 'dmc', 'atari' or 'gym'; ``task`` is None but for DMC."""
 
     kind: str
     name: str
@@ -105,27 +106,68 @@ def _check_gym(env_id: str, name: str) -> ParsedEnvId:
     return ParsedEnvId("gym", gym_id)
 
 
+def _render_kwargs(gym_id: str) -> dict:
+    """``render_mode="rgb_array"`` where the env supports it, so ``render()`` gives frames for
+    videos (nothing is rendered until ``render()`` is called)."""
+    spec = gymnasium.spec(gym_id)
+    if "render_mode" in spec.kwargs:
+        return {}
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        creator = gymnasium.envs.registration.load_env_creator(creator)
+    modes = (getattr(creator, "metadata", None) or {}).get("render_modes") or ()
+    return {"render_mode": "rgb_array"} if "rgb_array" in modes else {}
+
+
 def check_env_id(env_id: str) -> ParsedEnvId:
     """Validate ``env_id`` without building the environment; raise EnvIdError if bad."""
     prefix, name = _split_prefix(env_id)
     if prefix == "dmc":
         return _check_dmc(env_id, name)
+    if prefix == "atari":
+        from envs.atari_games import check_game  # the 26 Atari-100k games
+
+        return ParsedEnvId("atari", check_game(name, env_id))
     return _check_gym(env_id, name)
 
 
-def make_env(env_id: str, seed: int | None = None, action_repeat: int = 1) -> gymnasium.Env:
-    """Build the env for ``env_id`` with flat float32 observations and [-1, 1] Box actions.
+def make_env(env_id: str, seed: int | None = None, action_repeat: int | None = None, *,
+             pixels: bool = False, frame_stack: int | None = None, training: bool = True,
+             image_size: int = 84) -> gymnasium.Env:
+    """Build the env for ``env_id``; ``seed`` seeds the task RNG and the action space (still
+    call ``reset(seed=...)``).
 
-    ``seed`` seeds the task RNG (DMC) and the action space; still call ``reset(seed=...)``.
+    - ``dmc:`` / ``gym:`` from states: flat float32 observations, [-1, 1] Box actions;
+      ``action_repeat`` None means 1.
+    - ``dmc:`` with ``pixels=True``: uint8 [3 * frame_stack, image_size, image_size] renders;
+      ``action_repeat`` None means the PlaNet value of the domain, ``frame_stack`` None means 3.
+    - ``atari:<Game>``: the Atari-100k protocol, uint8 [frame_stack (4), 84, 84]; ``training``
+      False drops the training-only parts (life loss as terminal, reward clipping).
     """
-    action_repeat = check_action_repeat(action_repeat)
     parsed = check_env_id(env_id)
+    if parsed.kind == "atari":
+        if action_repeat not in (None, 1) or pixels:
+            raise ValueError(f"{env_id}: Atari envs have a fixed frame skip of 4 and are always "
+                             f"pixels; leave action_repeat and pixels unset")
+        from envs.atari import make_atari
+
+        return make_atari(parsed.name, seed=seed, training=training,
+                          frame_stack=4 if frame_stack is None else frame_stack)
+    if pixels:
+        if parsed.kind != "dmc":
+            raise ValueError(f"pixels=True needs a 'dmc:' id, got {env_id!r}")
+        from envs.dmc_pixels import make_dmc_pixels
+
+        return make_dmc_pixels(parsed.name, parsed.task, seed=seed, action_repeat=action_repeat,
+                               frame_stack=3 if frame_stack is None else frame_stack,
+                               image_size=image_size)
+    action_repeat = check_action_repeat(1 if action_repeat is None else action_repeat)
     if parsed.kind == "dmc":
         from envs.dmc import DMCEnv
 
         env: gymnasium.Env = DMCEnv(parsed.name, parsed.task, seed=seed)
     else:
-        env = apply_generic_wrappers(gymnasium.make(parsed.name))
+        env = apply_generic_wrappers(gymnasium.make(parsed.name, **_render_kwargs(parsed.name)))
     if action_repeat > 1:
         env = ActionRepeat(env, action_repeat)
     if seed is not None:
