@@ -6,8 +6,13 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-from dm_control import suite
 from gymnasium import spaces
+
+from envs.gl import configure_gl, ensure_rendering
+
+configure_gl()  # picks MUJOCO_GL (EGL, else OSMesa) before dm_control chooses its GL backend
+
+from dm_control import suite  # noqa: E402
 
 
 def all_tasks() -> dict[str, list[str]]:
@@ -49,6 +54,8 @@ class DMCEnv(gymnasium.Env):
         self.render_mode = "rgb_array"
         self._height, self._width, self._camera_id = height, width, camera_id
         self._needs_reset = True
+        # Real-time rate of one env step, for videos (gymnasium's convention).
+        self.metadata = {**self.metadata, "render_fps": 1.0 / self._env.control_timestep()}
 
         dim = sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values())
         self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), np.float32)
@@ -102,7 +109,9 @@ class DMCEnv(gymnasium.Env):
         return obs, reward, terminated, truncated, {"discount": discount}
 
     def render(self) -> np.ndarray:
-        """Render an RGB array from the configured camera (needs an OpenGL backend)."""
+        """Render an RGB array from the configured camera (needs an OpenGL backend: see
+        envs.gl, which raises GLUnavailableError saying what to install if there is none)."""
+        ensure_rendering()
         return self.physics.render(
             height=self._height, width=self._width, camera_id=self._camera_id
         )
