@@ -10,16 +10,16 @@ from omegaconf import OmegaConf
 
 from agents import make_agent
 from agents.serialization import atomic_write_text
-from envs import make_env
 from plasticity.diagnostics import Diagnostics
 from plasticity.scheduler import build_scheduler
-from replay import ReplayBuffer
+from runner.build import make_buffer, make_envs, score_normalizer
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from runner.evaluate import evaluate, summarize
 from runner.logger import RunLogger
+from runner.video import record_eval_video
 from runner.offline import attach_dataset, load_pretrained, reward_transform
 from runner.seeding import derived_seed, rng_state, seed_everything, set_rng_state
-from runner.validate import resolve_device, validate_config
+from runner.validate import ConfigError, resolve_device, validate_config
 
 
 class Trainer:
@@ -31,15 +31,17 @@ class Trainer:
         self.device = resolve_device(cfg["device"])
         seed, env_cfg, agent_cfg = cfg["seed"], cfg["env"], cfg["agent"]
         seed_everything(seed)
-        self.env = make_env(env_cfg["id"], seed=seed, action_repeat=env_cfg["action_repeat"])
-        self.eval_env = make_env(env_cfg["id"], seed=seed + 1, action_repeat=env_cfg["action_repeat"])
-        self.agent = make_agent(agent_cfg, self.env.observation_space, self.env.action_space, self.device)
+        self.env, self.eval_env = make_envs(env_cfg, seed)
+        self.normalize_score = score_normalizer(env_cfg["id"])
+        try:
+            self.agent = make_agent(agent_cfg, self.env.observation_space, self.env.action_space,
+                                    self.device)
+        except ValueError as err:  # an agent that does not fit the env's spaces
+            raise ConfigError(f"invalid config:\n  agent.name: {err}") from err
         offline = cfg["offline"]
         if offline["init_from"]:  # before the scheduler binds: snapshots start from these weights
             load_pretrained(self.agent, offline["init_from"])
-        buffer = ReplayBuffer.for_spaces(
-            agent_cfg["buffer_size"], self.env.observation_space.shape, self.env.action_space.shape,
-            device=self.device, seed=seed, n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"])
+        buffer = make_buffer(agent_cfg, self.env, env_cfg, self.device, seed)
         self.buffer = attach_dataset(buffer, offline, self.env, env_cfg["id"], self.device, seed)
         self.reward_transform = reward_transform(offline)
         plasticity, diag = cfg["plasticity"], cfg["diagnostics"]
@@ -87,9 +89,16 @@ class Trainer:
         returns = evaluate(self.agent, self.eval_env, t["eval_episodes"], self.cfg["seed"],
                            len(self.eval_history))
         result = {"env_steps": self.counters["env_steps"], **summarize(returns)}
+        scalars = {"return": result["return_mean"], "return_std": result["return_std"]}
+        if self.normalize_score is not None:  # Atari: (score - random) / (human - random)
+            result["human_normalized"] = scalars["human_normalized"] = \
+                self.normalize_score(result["return_mean"])
         self.eval_history.append(result)
-        logger.scalars("eval", {"return": result["return_mean"], "return_std": result["return_std"]},
-                       self.counters["env_steps"])
+        logger.scalars("eval", scalars, self.counters["env_steps"])
+        if t.get("video", False):  # one more greedy episode, rendered (README "Evaluation videos")
+            seed = derived_seed(self.cfg["seed"], 2, len(self.eval_history))
+            record_eval_video(self.agent, self.eval_env, seed, self.run_dir / "videos",
+                              logger.writer, self.counters["env_steps"])
         logger.progress(0, eval=result["return_mean"])
 
     def train(self, stop_at: int | None = None) -> dict:
@@ -112,9 +121,10 @@ class Trainer:
                     action = self.env.action_space.sample()
                 else:
                     action = self.agent.act(obs)
-                next_obs, reward, terminated, truncated, _ = self.env.step(action)
+                next_obs, reward, terminated, truncated, info = self.env.step(action)
                 self.buffer.add(obs, action, self.reward_transform(reward), next_obs, terminated, truncated)
-                obs, episode_return = next_obs, episode_return + float(reward)
+                obs = next_obs  # the logged return is unclipped (Atari clips `reward` for training)
+                episode_return += float(info.get("raw_reward", reward))
                 c["env_steps"], in_episode = c["env_steps"] + 1, True
                 if c["env_steps"] == t["learning_starts"] and t["priming_updates"]:
                     # heavy priming (Nikishin et al. 2022, "SAC w/ HP") on the first data
@@ -131,10 +141,14 @@ class Trainer:
                 logger.progress(1)
                 if terminated or truncated:
                     c["episodes"], in_episode = c["episodes"] + 1, False
-                    logger.scalars("train", {"episode_return": episode_return}, step)
-                    episode_return = 0.0
-                    stopping = stop_at is not None and step >= stop_at
-                    if stopping or (t["checkpoint_every"] and
+                    # an Atari life loss ends the agent's episode while the game goes on: the
+                    # game's score is logged, and checkpoints wait for a fresh env to take over
+                    game_over = info.get("game_over", True)
+                    if game_over:
+                        logger.scalars("train", {"episode_return": episode_return}, step)
+                        episode_return = 0.0
+                    stopping = stop_at is not None and step >= stop_at and game_over
+                    if stopping or (game_over and t["checkpoint_every"] and
                                     step - c["last_checkpoint"] >= t["checkpoint_every"]):
                         c["wall_time"] += time.perf_counter() - clock
                         clock = time.perf_counter()
@@ -202,5 +216,6 @@ class Trainer:
                 "episodes": c["episodes"], "wall_time_s": c["wall_time"],
                 "env_steps_per_s": c["env_steps"] / wall, "updates_per_s": c["updates"] / wall,
                 "final_eval_return": last["return_mean"] if last else None,
+                "final_eval_human_normalized": last.get("human_normalized") if last else None,
                 "eval": self.eval_history, "plasticity": self.cfg["plasticity"]["name"],
                 "plasticity_events": self.scheduler.events}

@@ -62,14 +62,23 @@ def validate_config(cfg: dict) -> None:
     _check(e, cfg, "agent.n_step", int_ge(1), "an integer >= 1")
     _check(e, cfg, "agent.gamma", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]")
     _check(e, cfg, "agent.lr", lambda v: _is_num(v) and v > 0, "a number > 0")
-    _check(e, cfg, "agent.tau", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]")
     _check(e, cfg, "agent.hidden_dims",
            lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(w) and w > 0 for w in v),
            "a non-empty list of positive integers")
     _check(e, cfg, "agent.activation", lambda v: v in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
     # Keys only some agents have: checked where the named agent's defaults define them.
     own = AGENTS[agent["name"]][1] if agent.get("name") in AGENTS else {}
+    positive_ints = lambda v: isinstance(v, list) and all(_is_int(w) and w > 0 for w in v)  # noqa: E731
     for key, ok, allowed in (
+            ("tau", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
+            ("feature_dim", int_ge(1), "an integer >= 1"),
+            ("augment_pad", int_ge(0), "an integer >= 0 (0: no random shift)"),
+            ("channels", positive_ints, "a list of positive integers (conv filters per layer)"),
+            ("strides", positive_ints, "a list of positive integers (one per conv layer)"),
+            ("epsilon_decay_steps", int_ge(1), "an integer >= 1"),
+            ("epsilon_train", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+            ("epsilon_eval", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+            ("target_update_every", int_ge(1), "an integer >= 1 (updates between target copies)"),
             ("num_critics", int_ge(1), "an integer >= 1"),
             ("init_temperature", lambda v: _is_num(v) and v > 0, "a number > 0"),
             ("actor_update_every", int_ge(1), "an integer >= 1 (critic updates per actor update)"),
@@ -87,13 +96,7 @@ def validate_config(cfg: dict) -> None:
     if _is_int(bs) and _is_int(size) and bs > size:
         e.append(f"agent.batch_size = {bs}: must not exceed agent.buffer_size = {size}")
 
-    _check(e, cfg, "env.id", lambda v: isinstance(v, str), "a string like 'dmc:cheetah-run'")
-    if isinstance(cfg.get("env", {}).get("id"), str):
-        try:
-            check_env_id(cfg["env"]["id"])
-        except EnvIdError as err:
-            e.append(f"env.id: {err}")
-    _check(e, cfg, "env.action_repeat", int_ge(1), "an integer >= 1")
+    _validate_env(e, cfg)
 
     _validate_plasticity(e, cfg.get("plasticity"))
     _check(e, cfg, "train.total_steps", int_ge(1), "an integer >= 1")
@@ -103,10 +106,46 @@ def validate_config(cfg: dict) -> None:
     _check(e, cfg, "train.log_every", int_ge(1), "an integer >= 1")
     _check(e, cfg, "train.checkpoint_every", int_ge(0), "an integer >= 0 (0: final only)")
     _check(e, cfg, "train.priming_updates", int_ge(0), "an integer >= 0 (0: no heavy priming)")
+    if not isinstance(cfg.get("train", {}).get("video", False), bool):
+        e.append(f"train.video = {cfg['train']['video']!r}: must be true or false")
     _validate_diagnostics(e, cfg)
     _validate_offline(e, cfg)
     if e:
         raise ConfigError("invalid config:\n  " + "\n  ".join(e))
+
+
+def _validate_env(e: list[str], cfg: dict) -> None:
+    from agents import PIXEL_AGENTS
+    env = cfg.get("env", {})
+    _check(e, cfg, "env.id", lambda v: isinstance(v, str), "a string like 'dmc:cheetah-run'")
+    kind = None
+    if isinstance(env.get("id"), str):
+        try:
+            kind = check_env_id(env["id"]).kind
+        except EnvIdError as err:
+            e.append(f"env.id: {err}")
+    repeat, pixels = env.get("action_repeat"), env.get("pixels", False)
+    if not (repeat is None or (_is_int(repeat) and repeat >= 1)):
+        e.append(f"env.action_repeat = {repeat!r}: must be an integer >= 1 (or null: 1 from states, "
+                 "the PlaNet value of the domain from pixels)")
+    elif kind == "atari" and repeat not in (None, 1):
+        e.append(f"env.action_repeat = {repeat!r}: Atari envs skip 4 frames themselves; use null")
+    if not isinstance(pixels, bool) or (pixels and kind == "gym"):
+        e.append(f"env.pixels = {pixels!r}: must be true (dmc ids only) or false")
+    stack = env.get("frame_stack")
+    if not (stack is None or (_is_int(stack) and stack >= 1)):
+        e.append(f"env.frame_stack = {stack!r}: must be null (3 for DMC pixels, 4 for Atari) or an integer >= 1")
+    size = env.get("image_size")
+    if size is not None and not (_is_int(size) and size >= 16 and pixels is True):
+        e.append(f"env.image_size = {size!r}: must be null (84) or an integer >= 16, with env.pixels=true")
+    name = cfg.get("agent", {}).get("name")
+    image_env = pixels is True or kind == "atari"
+    if kind is not None and name in AGENTS and (name in PIXEL_AGENTS) != image_env:
+        pixel_agents, state_agents = sorted(PIXEL_AGENTS), sorted(set(AGENTS) - PIXEL_AGENTS)
+        e.append(f"agent.name = {name!r} does not fit env {env['id']!r} "
+                 f"({'pixels' if image_env else 'states'}): use one of "
+                 f"{pixel_agents if image_env else state_agents}"
+                 + ("" if image_env or kind != "dmc" else " or set env.pixels=true"))
 
 
 def _validate_plasticity(e: list[str], plasticity) -> None:
