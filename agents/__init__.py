@@ -3,6 +3,7 @@
 import numpy as np
 from gymnasium import spaces
 
+from agents.bbf import BBF, BBF_DEFAULTS
 from agents.drq import DRQ_DEFAULTS, DrQ
 from agents.drq_atari import DRQ_ATARI_DEFAULTS, DrQAtari
 from agents.iql import IQL, IQL_DEFAULTS
@@ -10,10 +11,10 @@ from agents.sac import SAC, SAC_DEFAULTS
 
 # name -> (class, constructor defaults). Config keys the trainer consumes are not passed on.
 AGENTS = {"sac": (SAC, SAC_DEFAULTS), "iql": (IQL, IQL_DEFAULTS), "drq": (DrQ, DRQ_DEFAULTS),
-          "drq_atari": (DrQAtari, DRQ_ATARI_DEFAULTS)}
-PIXEL_AGENTS = {"drq", "drq_atari"}  # take uint8 [C, H, W] observations; the others flat vectors
-DISCRETE_AGENTS = {"drq_atari"}  # take Discrete(n) actions; the others Box actions in [-1, 1]
-TRAINER_KEYS = {"name", "replay_ratio", "batch_size", "buffer_size", "gamma", "n_step"}
+          "drq_atari": (DrQAtari, DRQ_ATARI_DEFAULTS), "bbf": (BBF, BBF_DEFAULTS)}
+PIXEL_AGENTS = {"drq", "drq_atari", "bbf"}  # take uint8 [C, H, W] observations; the others flat vectors
+DISCRETE_AGENTS = {"drq_atari", "bbf"}  # take Discrete(n) actions; the others Box actions in [-1, 1]
+TRAINER_KEYS = {"name", "replay_ratio", "batch_size", "buffer_size", "gamma", "n_step", "prioritized"}
 
 
 def agent_kwargs(agent_cfg: dict) -> dict:
@@ -47,4 +48,4 @@ def make_agent(agent_cfg: dict, observation_space, action_space, device="cpu"):
     return cls(obs_arg, action_arg, device=device, **agent_kwargs(agent_cfg))
 
 
-__all__ = ["SAC", "IQL", "DrQ", "DrQAtari", "AGENTS", "make_agent", "agent_kwargs"]
+__all__ = ["SAC", "IQL", "DrQ", "DrQAtari", "BBF", "AGENTS", "make_agent", "agent_kwargs"]

@@ -5,7 +5,9 @@ Options shared by all (conventions differ between papers; presets state theirs):
   optimizer: "reset"  zero the Adam moments AND step count of the touched parameters
              "keep"   leave optimizer state alone
   target:    "copy_online"  target <- online after the intervention (Nikishin, SR-SAC)
-             "fresh"        target <- its own independent fresh init (BBF)
+             "fresh"        the target undergoes the intervention with its own independent
+                            fresh draw (BBF): a reset target is a new init, a shrunk target
+                            is perturbed toward its own new init
              "untouched"    leave the target (ReDo)
 """
 from __future__ import annotations
@@ -56,13 +58,17 @@ class Intervention:
         elif self.target == "fresh" and g.target_params:
             target_names = {n: _param_name(self.agent, t) for n, t in g.target_params.items()}
             fresh = fresh_values(self.agent, target_names.values())
-            for name, t in g.target_params.items():
-                t.copy_(fresh[target_names[name]])
+            self._apply_target({n: (t, fresh[target_names[n]]) for n, t in g.target_params.items()})
         if self.optimizer == "reset":
             zero_optimizer_state(g)
 
     def _apply_online(self) -> None:
         raise NotImplementedError
+
+    def _apply_target(self, pairs: dict) -> None:
+        """target="fresh": online name -> (target tensor, its own fresh init); default: a reset."""
+        for target, fresh in pairs.values():
+            target.copy_(fresh)
 
     def state_dict(self) -> dict:
         return {}
@@ -108,6 +114,11 @@ class ShrinkPerturb(Intervention):
         phi = self.initial if self.source == "initial" else fresh_values(self.agent, self.group.params)
         for name, p in self.group.params.items():
             p.mul_(self.shrink).add_(phi[name], alpha=self.perturb)
+
+    def _apply_target(self, pairs: dict) -> None:
+        for name, (target, fresh) in pairs.items():
+            phi = self.initial[name] if self.source == "initial" else fresh
+            target.mul_(self.shrink).add_(phi, alpha=self.perturb)
 
     def state_dict(self) -> dict:
         return {"initial": self.initial}

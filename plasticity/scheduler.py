@@ -25,6 +25,7 @@ class Trigger:
     start: int | None = None
     stop_after: int | None = None
     max_count: int | None = None
+    stop_after_env_steps: int | None = None  # BBF: no resets after 100k env steps, any unit
 
     def __post_init__(self):
         if self.unit not in UNITS:
@@ -32,12 +33,13 @@ class Trigger:
         if not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"trigger every={self.every!r}: must be an integer >= 1")
 
-    def fires(self, count: int, fired: int) -> bool:
+    def fires(self, count: int, fired: int, env_steps: int = 0) -> bool:
         if self.unit == "switch":
             return fired == 0
         start = self.every if self.start is None else self.start
         return (count >= start and (count - start) % self.every == 0
                 and (self.stop_after is None or count <= self.stop_after)
+                and (self.stop_after_env_steps is None or env_steps <= self.stop_after_env_steps)
                 and (self.max_count is None or fired < self.max_count))
 
 
@@ -76,7 +78,7 @@ class ResetScheduler:
     def _fire(self, unit, count, updates, env_steps) -> list[dict]:
         fired = []
         for rule in self.rules:
-            if rule.trigger.unit == unit and rule.trigger.fires(count, rule.fired):
+            if rule.trigger.unit == unit and rule.trigger.fires(count, rule.fired, env_steps):
                 rule.intervention.apply()
                 rule.fired += 1
                 if hasattr(self.agent, "on_reset"):
@@ -114,7 +116,8 @@ def build_scheduler(agent, rules_cfg: list[dict], regularizers_cfg: list[dict] =
         if kind not in INTERVENTIONS:
             raise ValueError(f"plasticity.rules[{i}].intervention = {kind!r}, allowed: {sorted(INTERVENTIONS)}")
         trigger = Trigger(spec.pop("unit", None), spec.pop("every", None), spec.pop("start", None),
-                          spec.pop("stop_after", None), spec.pop("max_count", None))
+                          spec.pop("stop_after", None), spec.pop("max_count", None),
+                          spec.pop("stop_after_env_steps", None))
         patterns = spec.pop("groups")
         name = spec.pop("name", None) or f"{kind}:{'+'.join(patterns)}"
         rules.append(Rule(name, INTERVENTIONS[kind](**spec), patterns, trigger))

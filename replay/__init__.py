@@ -5,10 +5,13 @@ from replay.datasets import DatasetMismatchError, OfflineData, load_offline
 from replay.frames import FrameStorage
 from replay.mixed import MixedReplayBuffer
 from replay.nstep import nstep_targets
+from replay.prioritized import PrioritizedSampler, SumTree
 from replay.reward import RewardTransform
 from replay.sampler import UniformSampler
+from replay.sequence import SequenceBatch, sequence_at
 from replay.storage import FieldSpec, TensorStorage, transition_specs
 
 __all__ = ["Batch", "ReplayBuffer", "MixedReplayBuffer", "TensorStorage", "FrameStorage",
            "UniformSampler", "FieldSpec", "transition_specs", "nstep_targets", "load_offline",
-           "OfflineData", "DatasetMismatchError", "RewardTransform"]
+           "OfflineData", "DatasetMismatchError", "RewardTransform", "SequenceBatch",
+           "sequence_at", "PrioritizedSampler", "SumTree"]

@@ -8,6 +8,7 @@ import torch
 from replay.frames import FrameStorage
 from replay.nstep import nstep_targets
 from replay.sampler import UniformSampler
+from replay.sequence import SequenceBatch, sequence_at
 from replay.storage import TensorStorage, transition_specs
 
 
@@ -77,6 +78,26 @@ class ReplayBuffer:
         reward, discount, last = nstep_targets(self.storage, idx, n, g)
         return Batch(self.storage.gather("obs", idx), self.storage.gather("action", idx),
                      reward, discount, self.storage.gather("next_obs", last), idx)
+
+    def sample_sequences(self, batch_size: int, horizon: int, n_step: int | None = None,
+                         gamma: float | None = None) -> SequenceBatch:
+        """Start slots from the sampler, each with its n-step target and the `horizon` steps
+        after it (actions, future observations, validity mask): see `replay.sequence`."""
+        idx = self.sampler.sample(self.storage, batch_size)
+        return self.sequences_at(idx, horizon, n_step, gamma)
+
+    def sequences_at(self, idx: torch.Tensor, horizon: int, n_step: int | None = None,
+                     gamma: float | None = None) -> SequenceBatch:
+        """`batch_at(idx, n_step, gamma)` plus `horizon` future steps of every slot in `idx`."""
+        return SequenceBatch(*self.batch_at(idx, n_step, gamma),
+                             *sequence_at(self.storage, idx, horizon))
+
+    def update_priorities(self, idx: torch.Tensor, priorities: torch.Tensor) -> None:
+        """Give slots `idx` new sampling priorities (e.g. sqrt of their loss, as BBF does);
+        a no-op for samplers without priorities (uniform)."""
+        update = getattr(self.sampler, "update_priorities", None)
+        if update is not None:
+            update(idx, priorities)
 
     def with_offline(self, offline, offline_fraction: float, seed: int = 0):
         """A `MixedReplayBuffer` with this buffer as its online part and `offline` (an

@@ -7,7 +7,7 @@ import torch
 from gymnasium import spaces
 
 from envs import check_env_id, make_env
-from replay import ReplayBuffer
+from replay import PrioritizedSampler, ReplayBuffer
 
 
 def env_kwargs(env_cfg: dict) -> dict:
@@ -40,6 +40,13 @@ def make_buffer(agent_cfg: dict, env, env_cfg: dict, device, seed: int) -> Repla
     action_shape = () if discrete else act_space.shape
     action_dtype = torch.int64 if discrete else torch.float32
     common = dict(device=device, seed=seed, n_step=agent_cfg["n_step"], gamma=agent_cfg["gamma"])
+    buffer = _storage_buffer(agent_cfg, env_cfg, obs_space, action_shape, action_dtype, common)
+    if agent_cfg.get("prioritized", False):  # BBF: sum-tree sampling, priorities from the agent
+        buffer.sampler = PrioritizedSampler(device, seed)
+    return buffer
+
+
+def _storage_buffer(agent_cfg, env_cfg, obs_space, action_shape, action_dtype, common):
     if is_pixel_space(obs_space):
         stack = env_cfg.get("frame_stack") or default_frame_stack(env_cfg["id"])
         channels, height, width = obs_space.shape

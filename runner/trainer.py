@@ -172,8 +172,15 @@ class Trainer:
         """One gradient update, then the scheduler; diagnostics on every K-th update."""
         c = self.counters
         due = self.diagnostics.due(c["updates"] + 1)
+        batch_size = self.cfg["agent"]["batch_size"]
         with self.diagnostics.capture(due):
-            metrics = self.agent.update(self.buffer.sample(self.cfg["agent"]["batch_size"]))
+            # an agent may draw its own batches (BBF: sequences, an annealed n-step horizon)
+            sample = getattr(self.agent, "sample_batch", None)
+            batch = sample(self.buffer, batch_size) if sample else self.buffer.sample(batch_size)
+            metrics = self.agent.update(batch)
+        priority = metrics.pop("priority", None)  # [B] new priorities of the sampled slots (PER)
+        if priority is not None:
+            self.buffer.update_priorities(batch.idx, priority)
         c["updates"] += 1
         if due:
             logger.scalars("plasticity", self.diagnostics.measure(), c["env_steps"])

@@ -166,7 +166,7 @@ def _validate_plasticity(e: list[str], plasticity) -> None:
         if not (_is_int(rule.get("every")) and rule["every"] >= 1):
             e.append(f"{key}.every = {rule.get('every')!r}: must be an integer >= 1")
         _check_groups(e, key, rule.get("groups"))
-        for opt in ("start", "stop_after", "max_count"):
+        for opt in ("start", "stop_after", "max_count", "stop_after_env_steps"):
             v = rule.get(opt)
             if v is not None and not (_is_int(v) and v >= 0):
                 e.append(f"{key}.{opt} = {v!r}: must be null or an integer >= 0")

@@ -205,3 +205,23 @@ def test_build_scheduler_from_config_and_its_errors():
         build_scheduler(agent, [dict(intervention="redo", groups=["critic.*"], unit="updates", every=1)])
     with pytest.raises(ValueError, match="unit"):
         build_scheduler(agent, [dict(intervention="reset", groups=["critic.*"], unit="episodes", every=1)])
+
+
+def test_shrink_perturb_fresh_target_is_perturbed_toward_its_own_draw():
+    """BBF: the target undergoes the intervention with an independent fresh init."""
+    agent = trained_agent()
+    old_target = agent.critic_target.head.weight.clone()
+    sp = bind(ShrinkPerturb(0.5, 0.5, target="fresh"), agent, ["critic.head"])
+    torch.manual_seed(11)
+    sp.apply()
+    torch.manual_seed(11)  # the same draws, in the same order: online phi, then target phi
+    phi = fresh_values(agent, ["critic.head.weight", "critic.head.bias"])
+    phi_target = fresh_values(agent, ["critic_target.head.weight", "critic_target.head.bias"])
+    assert torch.allclose(agent.critic_target.head.weight,
+                          0.5 * old_target + 0.5 * phi_target["critic_target.head.weight"])
+    assert not torch.equal(phi["critic.head.weight"], phi_target["critic_target.head.weight"])
+
+
+def test_stop_after_env_steps_bounds_an_update_rule():
+    trigger = Trigger("updates", 10, stop_after_env_steps=100)
+    assert trigger.fires(20, 1, env_steps=100) and not trigger.fires(30, 2, env_steps=101)

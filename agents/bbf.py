@@ -1,0 +1,216 @@
+"""BBF, "Bigger, Better, Faster" (Schwarzer et al. 2023): a scaled SPR agent for Atari-100k.
+
+Networks (agents/bbf_networks.py): Impala CNN x `width_scale` (4) -> 2048 projection -> dueling
+C51 head (51 atoms on [-10, 10]); SPR's transition model, projection and predictor. With aug(.)
+a random shift (pad 4, edge padding) and intensity jitter 1 + 0.05 clip(N(0,1), -2, 2), online
+network theta and target theta' (an EMA: theta' <- (1 - tau) theta' + tau theta, tau 0.005, after
+every update):
+
+    a*      = argmax_a Q_theta(aug s'_n, a)                                double DQN
+    y       = Phi(R^(n) + gamma^n z, p_theta'(aug s'_n, a*))                C51 projection
+    L_C51   = -sum_i y_i log p_theta(aug s_t, a_t)_i
+    L_SPR   = (1/K) sum_k m_k || q_k/|q_k| - t_k/|t_k| ||^2 ,  K = 5
+              q_k = predictor(projection(T^k(z_t, a_t..a_{t+k-1}))),  t_k = projection'(encoder'(aug s_{t+k}))
+    L       = mean_B w (L_C51 + 5 L_SPR),   priority <- sqrt(L_C51)
+
+AdamW (lr 1e-4, eps 1.5e-4, weight decay 0.1 on every tensor with more than one dimension).
+n and gamma are annealed exponentially over the first 10k updates after every reset, n from 10
+to 3 and 1 - gamma from 0.03 to 0.003:  x(t) = x0 (x1 / x0)^min(t / 10k, 1), n rounded; the
+buffer computes n-step targets when sampling, so a new n applies at once. Acting: epsilon-greedy
+with the TARGET network, epsilon 1 -> 0 over 2001 steps after learning_starts (BBF.gin as we
+read it), evaluation epsilon 0.001.
+
+Resets are the scheduler's (`plasticity=bbf`); the agent only exposes `on_reset`, which restarts
+the annealing. Names: the whole network is `critic` (`critic.encoder`, `critic.transition_model`,
+`critic.projection`, `critic.predictor`, `critic.head`) and its EMA `critic_target`, so the shared
+presets apply as to the other agents (head_reset: the C51 head; hare_tortoise: the whole net).
+"""
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from agents.augment import random_intensity, random_shift
+from agents.base import Agent
+from agents.bbf_networks import BBFNetwork, spr_loss
+from agents.distributional import c51_loss, project_distribution
+from agents.drq_atari import linear_epsilon
+from replay import SequenceBatch
+
+BBF_DEFAULTS = dict(
+    width_scale=4, hidden_dims=(2048,), num_atoms=51, v_min=-10.0, v_max=10.0, dueling=True,
+    activation="relu", renormalize=True,
+    lr=1e-4, adam_eps=1.5e-4, weight_decay=0.1, tau=0.005,
+    spr_weight=5.0, spr_horizon=5,
+    n_step_start=10, n_step_end=3, gamma_start=0.97, gamma_end=0.997, anneal_updates=10000,
+    augment_pad=4, intensity_scale=0.05,
+    epsilon_train=0.0, epsilon_eval=0.001, epsilon_decay_steps=2001,
+)
+
+
+class WeightedSequences(NamedTuple):
+    """A `SequenceBatch` and its importance weights [B] (None: uniform replay)."""
+    seq: SequenceBatch
+    weights: torch.Tensor | None
+
+    @property
+    def idx(self) -> torch.Tensor:
+        return self.seq.idx
+
+
+def exponential_anneal(t: int, start: float, end: float, duration: int) -> float:
+    """start * (end / start)^min(t / duration, 1): start at t = 0, end from t = duration on."""
+    return start * (end / start) ** min(max(t, 0) / duration, 1.0)
+
+
+class BBF(Agent):
+    """BBF for discrete actions from uint8 [C, H, W] frame stacks; see the module docstring."""
+
+    target_networks = {"critic": "critic_target"}
+
+    def __init__(self, obs_shape, num_actions: int, device="cpu", **hparams):
+        super().__init__()
+        obs_shape, num_actions = tuple(int(d) for d in obs_shape), int(num_actions)
+        h = self._set_hparams(BBF_DEFAULTS, obs_shape, num_actions, device, hparams)
+        if len(obs_shape) != 3:
+            raise ValueError(f"obs_shape {obs_shape}: expected (C, H, W)")
+        if len(h["hidden_dims"]) != 1:
+            raise ValueError(f"hidden_dims = {list(h['hidden_dims'])}: BBF has one hidden layer, e.g. [2048]")
+        self.obs_shape, self.num_actions, self.h = obs_shape, num_actions, h
+        self.critic = BBFNetwork(obs_shape, num_actions, h["width_scale"], h["hidden_dims"][0],
+                                 h["num_atoms"], h["v_min"], h["v_max"], h["dueling"],
+                                 h["activation"], renormalize=h["renormalize"])
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.to(self.device)
+        self._online = list(self.critic.parameters())
+        self._target = list(self.critic_target.parameters())
+        decay = [p for p in self._online if p.dim() > 1]
+        no_decay = [p for p in self._online if p.dim() <= 1]  # biases (BBF: no decay on 1-D)
+        self.optimizers = {"critic": torch.optim.AdamW(
+            [{"params": decay, "weight_decay": h["weight_decay"]},
+             {"params": no_decay, "weight_decay": 0.0}], lr=h["lr"], eps=h["adam_eps"])}
+        self._act_steps, self._cycle_updates = 0, 0
+
+    # ------------------------------------------------------------- schedules
+    @property
+    def n_step(self) -> int:
+        """The annealed n-step horizon of the next update."""
+        h = self.h
+        return int(round(exponential_anneal(self._cycle_updates, h["n_step_start"], h["n_step_end"],
+                                            h["anneal_updates"])))
+
+    @property
+    def gamma(self) -> float:
+        """The annealed discount: 1 - gamma goes exponentially from 1 - gamma_start to 1 - gamma_end."""
+        h = self.h
+        return 1.0 - exponential_anneal(self._cycle_updates, 1.0 - h["gamma_start"],
+                                        1.0 - h["gamma_end"], h["anneal_updates"])
+
+    def on_reset(self, rule_name: str) -> None:
+        """Called by the reset scheduler after an intervention: restart the annealing."""
+        self._cycle_updates = 0
+
+    @property
+    def epsilon(self) -> float:
+        return linear_epsilon(self._act_steps, self.h["epsilon_decay_steps"], self.h["epsilon_train"])
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False):
+        """Epsilon-greedy on the target network: an int for one observation, int64 [B] for a batch."""
+        obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
+        single = obs_t.dim() == 3
+        obs_t = obs_t.unsqueeze(0) if single else obs_t  # [B, C, H, W]
+        b = obs_t.shape[0]
+        eps = self.h["epsilon_eval"] if deterministic else self.epsilon
+        if not deterministic:
+            self._act_steps += b
+        explore = torch.rand(b) < eps
+        action = torch.randint(self.num_actions, (b,))
+        if not bool(explore.all()):
+            net = self.critic_target
+            greedy = net.q_values(net.encode(obs_t)).argmax(dim=1).cpu()
+            action = torch.where(explore, action, greedy)
+        action = action.numpy()
+        return int(action[0]) if single else action
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        return self.act(observation, deterministic), state
+
+    # ---------------------------------------------------------------- learning
+    def sample_batch(self, buffer, batch_size: int) -> "WeightedSequences":
+        """Sequences of K + 1 steps with the current annealed n and gamma (the trainer calls
+        this), with prioritized replay's importance weights 1/sqrt(P(i)) / max (as BBF's code)."""
+        seq = buffer.sample_sequences(batch_size, self.h["spr_horizon"], n_step=self.n_step,
+                                      gamma=self.gamma)
+        weights = getattr(buffer.sampler, "importance_weights", None)
+        return WeightedSequences(seq, weights(seq.idx, beta=0.5) if weights else None)
+
+    def augment(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] uint8 -> float in [0, 255] scale, shifted and intensity-jittered per image."""
+        return random_intensity(random_shift(pixels, self.h["augment_pad"]), self.h["intensity_scale"])
+
+    def losses(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Per-sample C51 and SPR losses [B], [B] of a `SequenceBatch`."""
+        b, k = batch.future_obs.shape[:2]
+        obs, next_obs = self.augment(batch.obs), self.augment(batch.next_obs)
+        future = self.augment(batch.future_obs.flatten(0, 1)).view(batch.future_obs.shape)  # [B, K, C, H, W]
+        latent = self.critic.encode(obs)  # [B, C', H', W']
+        logits = self.critic.q_logits(latent)  # [B, A, N]
+        chosen = logits[torch.arange(b, device=logits.device), batch.action.long()]  # [B, N]
+        with torch.no_grad():
+            best = self.critic.q_values(self.critic.encode(next_obs)).argmax(dim=1)  # [B]
+            target_logits = self.critic_target(next_obs)[torch.arange(b, device=best.device), best]
+            target = project_distribution(target_logits.softmax(dim=-1), batch.reward,
+                                          batch.discount, self.critic.support)  # [B, N]
+            spr_targets = self.critic_target.spr_targets(self.critic_target.encode_sequence(future))
+        td = c51_loss(chosen, target)  # [B]
+        predictions = self.critic.spr_predictions(latent, batch.actions[:, :k])  # [B, K, hidden]
+        spr = spr_loss(predictions, spr_targets, batch.mask)  # [B]
+        q = (chosen.softmax(-1) * self.critic.support).sum(-1)
+        return td, spr, {"q": q.detach().mean()}
+
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        """One AdamW step on mean(w (L_C51 + spr_weight L_SPR)), the target EMA, and the new
+        priorities sqrt(L_C51) under "priority" (the trainer hands them to the buffer)."""
+        if isinstance(batch, WeightedSequences):
+            batch, weights = batch.seq, batch.weights
+        else:
+            weights = None
+        td, spr, metrics = self.losses(batch)
+        per_sample = td + self.h["spr_weight"] * spr
+        loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
+        opt = self.optimizers["critic"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=self._online)
+        opt.step()
+        self.update_target()
+        self._cycle_updates += 1
+        return {"loss": loss.detach(), "td_loss": td.detach().mean(), "spr_loss": spr.detach().mean(),
+                **metrics, "priority": (td.detach() + 1e-10).sqrt()}
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        torch._foreach_lerp_(self._target, self._online, self.h["tau"])
+
+    # ----------------------------------------------------------- persistence
+    def training_state(self) -> dict:
+        return {**super().training_state(), "act_steps": self._act_steps,
+                "cycle_updates": self._cycle_updates}
+
+    def load_training_state(self, state: dict) -> None:
+        super().load_training_state(state)
+        self._act_steps = state.get("act_steps", 0)
+        self._cycle_updates = state.get("cycle_updates", 0)
+
+
+def projected_wall_time(updates_per_s: float, env_steps: int = 100_000, replay_ratio: int = 2) -> float:
+    """Seconds of gradient updates for one Atari-100k game (env time not included)."""
+    return env_steps * replay_ratio / max(updates_per_s, 1e-12)
+
+
+__all__ = ["BBF", "BBF_DEFAULTS", "exponential_anneal", "projected_wall_time"]
