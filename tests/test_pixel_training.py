@@ -44,12 +44,17 @@ def test_drq_trains_on_real_dmc_pixels_and_records_a_video(tmp_path):
     assert video.stat().st_size > 1000
 
 
-@pytest.mark.parametrize("preset", ["head_reset", "shrink_perturb", "hare_tortoise",
-                                    "reset_but_encoder", "full_reset", "regen"])
-@pytest.mark.parametrize("agent", ["drq", "drq_atari"])
+BBF = ("agent=bbf", "env=atari/pong", "agent.batch_size=4", "agent.buffer_size=2000",
+       "agent.width_scale=1", "agent.hidden_dims=[32]", "agent.spr_horizon=2", "agent.replay_ratio=1",
+       "train.total_steps=160", "train.learning_starts=100", *BASE)
+PRESETS = ["head_reset", "shrink_perturb", "hare_tortoise", "reset_but_encoder", "full_reset", "regen"]
+
+
+@pytest.mark.parametrize("agent, preset", [(a, p) for a in ("drq", "drq_atari", "bbf") for p in PRESETS]
+                         + [("bbf", "bbf"), ("bbf", "bbf_hare_tortoise")])
 def test_every_preset_applies_to_pixel_agents(tmp_path, preset, agent):
     """Resets every 20 updates on 30 updates of each pixel agent (its groups resolve, it fires)."""
-    base = PONG if agent == "drq_atari" else CARTPOLE
+    base = {"drq_atari": PONG, "drq": CARTPOLE, "bbf": BBF}[agent]
     every = () if preset == "regen" else ("plasticity.unit=updates", "plasticity.every=20")
     groups = ("plasticity.groups=[critic]",) if (agent, preset) == ("drq_atari", "reset_but_encoder") else ()
     cfg = make_config(*base, f"plasticity={preset}", *every, *groups, "train.total_steps=130",
@@ -57,7 +62,8 @@ def test_every_preset_applies_to_pixel_agents(tmp_path, preset, agent):
     trainer = Trainer(cfg, tmp_path)
     trainer.train()
     if preset != "regen":
-        assert [e["updates"] for e in trainer.scheduler.events] == [20]
+        rules = len(trainer.scheduler.rules)  # bbf: 2 rules, bbf_hare_tortoise: 3, others 1
+        assert [e["updates"] for e in trainer.scheduler.events] == [20] * rules
 
 
 def test_pixel_run_resumes_bitwise_identical(tmp_path):

@@ -1,5 +1,6 @@
-"""The sweep report: grouping, rliable aggregates checked against hand-computed values, skipped
-runs, the plot, CLI errors; thread shares of parallel runs; and one real parallel sweep."""
+"""The sweep report: grouping, rliable aggregates checked against hand-computed values (raw
+returns, and human-normalised Atari scores with the optimality gap), skipped runs, the plot, CLI
+errors; thread shares of parallel runs; and one real parallel sweep."""
 import csv
 import json
 import subprocess
@@ -15,13 +16,14 @@ from matplotlib.image import imread
 from omegaconf import OmegaConf
 from scipy.stats import trim_mean
 
-from runner.curves import event_steps, mean_curve
+from runner.curves import curve_key, event_steps, mean_curve
 from runner.report import build_report, main
 from runner.sweep import find_runs, group_runs
 from runner.threads import concurrent_jobs, run_threads
 
 ROOT = Path(__file__).resolve().parents[1]
-ENVS = {"gym:Pendulum-v1": 1000, "dmc:cheetah-run": 2000, "dmc:walker-walk": 3000}
+ENVS = {"gym:Pendulum-v1": 1000, "dmc:cheetah-run": 2000, "dmc:walker-walk": 3000,
+        "atari:Pong": 100000, "atari:Breakout": 100000, "atari:Alien": 100000}
 # Final returns of config "none" per env (seeds 0..3); head_reset every=100 gets +1 on each.
 NONE_RETURNS = {"gym:Pendulum-v1": [0, 2, 4, 30], "dmc:cheetah-run": [5, 6, 7, 8],
                 "dmc:walker-walk": [100, 101, 102, 103]}
@@ -35,8 +37,11 @@ def _plasticity(name, every):
                        "every": every, "optimizer": "reset", "target": "copy_online"}]}
 
 
-def write_run(path, env, seed, plasticity, every, final, device="cpu", finished=True):
-    """A run directory as train.py leaves it: config.yaml, and summary.json when finished."""
+def write_run(path, env, seed, plasticity, every, final, device="cpu", finished=True,
+              normalized=None):
+    """A run directory as train.py leaves it: config.yaml, and summary.json when finished (as an
+    older train.py wrote it, without human-normalised scores, unless `normalized` is given: the
+    final one, the mid-run eval gets half of it)."""
     path.mkdir(parents=True)
     total = ENVS[env]
     config = {"seed": seed, "device": device, "resume": None, "threads": 1,
@@ -52,6 +57,9 @@ def write_run(path, env, seed, plasticity, every, final, device="cpu", finished=
                  {"env_steps": total, "return_mean": float(final), "return_std": 0.0}]
         summary = {"env": env, "seed": seed, "plasticity": plasticity, "eval": evals,
                    "plasticity_events": events, "final_eval_return": float(final)}
+        if normalized is not None:
+            evals[0]["human_normalized"], evals[1]["human_normalized"] = normalized / 2, normalized
+            summary["final_eval_human_normalized"] = normalized
         (path / "summary.json").write_text(json.dumps(summary))
 
 
@@ -124,6 +132,108 @@ def test_table_values_exact_and_ci_brackets(sweep, tmp_path):
     assert len(table) == 12 and table[0]["plasticity.name"] == "none" and table[0]["plasticity.every"] == ""
     assert float(table[0]["iqm"]) == 26.0 and float(table[0]["median"]) == 9.0
     assert float(table[0]["iqm_ci_low"]) <= 26.0 <= float(table[0]["iqm_ci_high"])
+
+
+# Human-normalised final scores of config "none" per game (seeds 0..3); head_reset every=50000
+# gets +0.5 on each. Raw returns (1000 * score + 17) are written too, and must not be used.
+ATARI_SCORES = {"atari:Pong": [0.0, 0.2, 0.4, 1.0], "atari:Breakout": [-0.5, 0.5, 1.5, 2.5],
+                "atari:Alien": [0.1, 0.1, 0.3, 0.3]}
+
+
+def write_atari_sweep(root):
+    job = 0
+    for env, scores in ATARI_SCORES.items():
+        for plasticity, every, offset in (("none", None, 0.0), ("head_reset", 50000, 0.5)):
+            for seed, score in enumerate(scores):
+                write_run(root / str(job), env, seed, plasticity, every, 1000 * (score + offset) + 17,
+                          normalized=score + offset)
+                job += 1
+    return root
+
+
+def test_human_normalized_scores_iqm_median_mean_optimality_gap(tmp_path):
+    sweep = write_atari_sweep(tmp_path / "atari")
+    report = build_report(sweep, reps=300)
+    rows = {(r["config"], r["env"]): r for r in report["rows"]}
+    assert len(rows) == 2 * 4 and report["notes"] == []
+    assert {r["score"] for r in report["rows"]} == {"final_eval_human_normalized"}
+    # "none", by hand. 12 scores sorted: -0.5 0 0.1 0.1 0.2 0.3 0.3 0.4 0.5 1.0 1.5 2.5; rliable's
+    # IQM cuts 12 / 4 = 3 at each end: mean(0.1, 0.2, 0.3, 0.3, 0.4, 0.5) = 0.3.
+    # Per-game means: Pong 0.4, Breakout 1.0, Alien 0.2 -> median 0.4, mean 1.6 / 3.
+    # Optimality gap, mean of max(1 - score, 0) over the 12 runs (1.5 and 2.5 clipped to 0, and
+    # 1.0 gives 0): Pong 1 + 0.8 + 0.6 + 0, Breakout 1.5 + 0.5, Alien 0.9 + 0.9 + 0.7 + 0.7
+    # -> 7.6 / 12 = 19 / 30 (unclipped it would be 1 - 1.6 / 3 = 7 / 15).
+    expected = {"iqm": 0.3, "median": 0.4, "mean": 1.6 / 3, "optimality_gap": 19 / 30}
+    # head_reset, +0.5: IQM, median and mean shift by 0.5, the gap does not (clipping): runs
+    # 0.5 0.7 0.9 1.5 | 0 1 2 3 | 0.6 0.6 0.8 0.8 -> gaps 0.5 + 0.3 + 0.1 + 1 + 0.4 + 0.4 + 0.2 + 0.2
+    # = 3.1 over 12 runs (per-game means 0.9, 1.5, 0.7).
+    shifted = {"iqm": 0.8, "median": 0.9, "mean": 3.1 / 3, "optimality_gap": 3.1 / 12}
+    for label, values in (("plasticity=none", expected),
+                          ("plasticity=head_reset", shifted)):
+        row = rows[(label, "all")]
+        assert row["runs"] == 12 and row["tasks"] == 3
+        for metric, value in values.items():
+            assert row[metric][0] == pytest.approx(value, abs=1e-12), (label, metric)
+    breakout = rows[("plasticity=none", "atari:Breakout")]  # -0.5, 0.5, 1.5, 2.5
+    assert breakout["iqm"][0] == pytest.approx(1.0) and breakout["mean"][0] == pytest.approx(1.0)
+    assert breakout["optimality_gap"][0] == pytest.approx(0.5)  # (1.5 + 0.5 + 0 + 0) / 4
+    assert rows[("plasticity=none", "atari:Pong")]["optimality_gap"][0] == pytest.approx(0.6)
+    for row in report["rows"]:
+        for metric in ("iqm", "median", "mean", "optimality_gap"):
+            point, low, high = row[metric]
+            assert low <= point + 1e-9 and point <= high + 1e-9
+    gap = rows[("plasticity=none", "all")]["optimality_gap"]
+    assert gap[1] < 19 / 30 < gap[2]
+
+    text = (sweep / "report.md").read_text()
+    assert text.startswith("# Sweep report: human-normalised score")
+    assert "Final human-normalised score per configuration" in report["text"]
+    assert "| optimality gap [95% CI] |" in text
+    assert "| plasticity=none | all | 12 | 0.300 [" in text
+    with open(sweep / "report.csv") as f:
+        table = list(csv.DictReader(f))
+    assert table[0]["score"] == "human_normalized" and float(table[0]["iqm"]) == pytest.approx(0.3)
+    assert float(table[0]["optimality_gap"]) == pytest.approx(19 / 30)
+    assert float(table[0]["optimality_gap_ci_low"]) <= float(table[0]["optimality_gap_ci_high"])
+
+    pong = [json.loads((sweep / str(j) / "summary.json").read_text()) for j in range(4)]
+    assert curve_key(pong, normalized=True) == "human_normalized"
+    assert curve_key(pong, normalized=False) == "return_mean"
+    steps, mean, _, _ = mean_curve(pong, "human_normalized")
+    assert steps.tolist() == [50000, 100000] and mean == pytest.approx([0.2, 0.4])
+    assert (sweep / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_raw_returns_without_or_with_some_normalized_scores(tmp_path):
+    sweep = tmp_path / "mixed"
+    for seed in range(2):  # new non-Atari summaries: the key is there, None
+        write_run(sweep / str(seed), "gym:Pendulum-v1", seed, "none", None, -100.0 * (seed + 1))
+        path = sweep / str(seed) / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "final_eval_human_normalized": None}))
+    report = build_report(sweep, reps=50)
+    (row,) = report["rows"]
+    assert row["score"] == "final_eval_return" and report["notes"] == []
+    assert row["mean"][0] == -150.0 and row["optimality_gap"] is None
+    assert "optimality gap" not in report["text"] and "Final eval return per" in report["text"]
+    curves = [json.loads((sweep / str(j) / "summary.json").read_text()) for j in range(2)]
+    assert curve_key(curves, normalized=True) == "return_mean"
+
+    for seed in range(2):  # Atari runs added: a mix -> still raw returns, with a note
+        write_run(sweep / str(2 + seed), "atari:Pong", seed, "none", None, 10.0 + seed, normalized=0.5)
+    report = build_report(sweep, reps=50)
+    rows = {r["env"]: r for r in report["rows"]}
+    assert {r["score"] for r in report["rows"]} == {"final_eval_return"}
+    assert rows["atari:Pong"]["mean"][0] == 10.5 and rows["all"]["optimality_gap"] is None
+    assert report["notes"] == ["2 of 4 runs have a human-normalised score (Atari) and the others "
+                               "none: the table aggregates raw final eval returns"]
+    text = (sweep / "report.md").read_text()
+    assert text.startswith("# Sweep report\n") and "Note: 2 of 4 runs" in text
+    assert "| config | env | runs | IQM [95% CI] | median [95% CI] | mean [95% CI] |\n" in text
+    with open(sweep / "report.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["score"] for r in table] == ["return"] * 3
+    assert all(r[k] == "" for r in table for k in ("optimality_gap", "optimality_gap_ci_low",
+                                                   "optimality_gap_ci_high"))
 
 
 def test_skipped_runs_listed_and_png_written(sweep, tmp_path):
