@@ -32,13 +32,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from agents.augment import random_intensity, random_shift
 from agents.base import Agent
 from agents.bbf_networks import BBFNetwork, spr_loss
 from agents.distributional import c51_loss, project_distribution
-from agents.drq_atari import linear_epsilon
+from agents.exploration import epsilon_greedy, linear_epsilon
 from replay import SequenceBatch
 
 BBF_DEFAULTS = dict(
@@ -119,24 +118,15 @@ class BBF(Agent):
         return linear_epsilon(self._act_steps, self.h["epsilon_decay_steps"], self.h["epsilon_train"])
 
     # ------------------------------------------------------------------ acting
-    @torch.no_grad()
     def act(self, obs, deterministic: bool = False):
         """Epsilon-greedy on the target network: an int for one observation, int64 [B] for a batch."""
-        obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
-        single = obs_t.dim() == 3
-        obs_t = obs_t.unsqueeze(0) if single else obs_t  # [B, C, H, W]
-        b = obs_t.shape[0]
         eps = self.h["epsilon_eval"] if deterministic else self.epsilon
+        net = self.critic_target
+        action = epsilon_greedy(lambda x: net.q_values(net.encode(x)), obs, self.num_actions, eps,
+                                self.device)
         if not deterministic:
-            self._act_steps += b
-        explore = torch.rand(b) < eps
-        action = torch.randint(self.num_actions, (b,))
-        if not bool(explore.all()):
-            net = self.critic_target
-            greedy = net.q_values(net.encode(obs_t)).argmax(dim=1).cpu()
-            action = torch.where(explore, action, greedy)
-        action = action.numpy()
-        return int(action[0]) if single else action
+            self._act_steps += 1 if np.ndim(action) == 0 else len(action)
+        return action
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         return self.act(observation, deterministic), state

@@ -42,6 +42,7 @@ from torch.nn import functional as F
 
 from agents.augment import random_intensity, random_shift
 from agents.base import Agent
+from agents.exploration import epsilon_greedy, linear_epsilon
 from agents.networks import make_activation, width_after
 
 # Constructor arguments, with the reference defaults (Dopamine DrQ_eps.gin, REFERENCE.md section 2).
@@ -148,13 +149,6 @@ class QNetwork(nn.Module):
         return self.head(self.trunk(features))
 
 
-def linear_epsilon(step: int, decay_steps: int, final: float) -> float:
-    """1 at step 0, linearly down to `final` at `decay_steps`, then constant."""
-    if decay_steps <= 0:
-        return final
-    return final + (1.0 - final) * max(decay_steps - step, 0) / decay_steps
-
-
 class DrQAtari(Agent):
     """DrQ(epsilon) with a discrete action space. See the module docstring for the loss."""
 
@@ -205,24 +199,15 @@ class DrQAtari(Agent):
         """The exploration epsilon the next act(deterministic=False) uses."""
         return linear_epsilon(self._act_steps, self.epsilon_decay_steps, self.epsilon_train)
 
-    @torch.no_grad()
     def act(self, obs, deterministic: bool = False):
         """Epsilon-greedy action: an int for one observation [C, H, W], an int64 array [B] for a
         batch. Exploration counts one step per observation; draws use the global torch RNG."""
-        obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
-        single = obs_t.dim() == len(self.obs_shape)
-        obs_t = obs_t.unsqueeze(0) if single else obs_t  # [B, C, H, W]
-        b = obs_t.shape[0]
         eps = self.epsilon_eval if deterministic else self.epsilon
+        action = epsilon_greedy(self.q_values, obs, self.num_actions, eps, self.device,
+                                len(self.obs_shape))
         if not deterministic:
-            self._act_steps += b
-        explore = torch.rand(b) < eps  # CPU draws, the same number whatever the branch
-        action = torch.randint(self.num_actions, (b,))
-        if not bool(explore.all()):
-            greedy = self.q_values(obs_t).argmax(dim=1).cpu()
-            action = torch.where(explore, action, greedy)
-        action = action.numpy()
-        return int(action[0]) if single else action
+            self._act_steps += 1 if np.ndim(action) == 0 else len(action)
+        return action
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         """SB3-style: returns (action, state)."""

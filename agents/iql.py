@@ -29,7 +29,6 @@ import copy
 
 import numpy as np
 import torch
-from torch import nn
 
 from agents.base import Agent
 from agents.networks import EnsembleCritic, GaussianActor, StateValue

@@ -7,6 +7,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from envs import gl
+
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
@@ -27,3 +29,16 @@ TINY = ("device=cpu", "train.total_steps=1000", "train.learning_starts=200", "tr
 @pytest.fixture
 def tiny_config():
     return make_config(*TINY)
+
+
+def _gl_problem() -> str | None:
+    try:
+        gl.ensure_rendering()
+    except gl.GLUnavailableError as exc:  # pragma: no cover - machines without OpenGL
+        return str(exc)
+    return None
+
+
+_NO_GL = _gl_problem()
+# for tests that render (DMC pixels, videos): skipped, with the reason, where OpenGL is missing
+needs_gl = pytest.mark.skipif(_NO_GL is not None, reason=f"no OpenGL: {_NO_GL}")

@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 
 from envs import gl, make_env
+from tests.conftest import needs_gl
 from envs.dmc_pixels import PLANET_ACTION_REPEAT, default_action_repeat, make_dmc_pixels
 from envs.wrappers import ActionRepeat
 
-try:
-    gl.ensure_rendering()
-    _NO_GL = None
-except gl.GLUnavailableError as exc:  # pragma: no cover - machines without OpenGL
-    _NO_GL = str(exc)
-needs_gl = pytest.mark.skipif(_NO_GL is not None, reason=f"no OpenGL: {_NO_GL}")
 
 
 def _frames(obs):

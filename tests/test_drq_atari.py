@@ -4,9 +4,9 @@ epsilon schedule, save/load (same next update), and the plasticity group names."
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
 
-from agents.drq_atari import DRQ_ATARI_DEFAULTS, DrQAtari, DuelingHead, linear_epsilon
+from agents.drq_atari import DRQ_ATARI_DEFAULTS, DrQAtari, DuelingHead
+from agents.exploration import linear_epsilon
 from plasticity.groups import last_layers, resolve_group
 from replay import ReplayBuffer
 from replay.sampler import UniformSampler

@@ -10,15 +10,10 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from envs import gl, make_env
+from envs import make_env
+from tests.conftest import needs_gl
 from runner.video import add_tensorboard_video, record_episode, video_fps, write_mp4
 
-try:
-    gl.ensure_rendering()
-    _NO_GL = None
-except gl.GLUnavailableError as exc:  # pragma: no cover - machines without OpenGL
-    _NO_GL = str(exc)
-needs_gl = pytest.mark.skipif(_NO_GL is not None, reason=f"no OpenGL: {_NO_GL}")
 
 
 class ZeroAgent:
