@@ -78,6 +78,8 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
+        if self.out_features == 1:  # a Q head: a multiply-sum runs ~2x faster than a thin bmm on CPU
+            return (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias  # [N, B, 1]
         return torch.baddbmm(self.bias, x, self.weight)
 
     def extra_repr(self):
