@@ -24,6 +24,13 @@ Resets are the scheduler's (`plasticity=bbf`); the agent only exposes `on_reset`
 the annealing. Names: the whole network is `critic` (`critic.encoder`, `critic.transition_model`,
 `critic.projection`, `critic.predictor`, `critic.head`) and its EMA `critic_target`, so the shared
 presets apply as to the other agents (head_reset: the C51 head; hare_tortoise: the whole net).
+
+Speed options (agents/encoders.py `ConvPrecision`): `precision="bf16"` runs the network forward
+passes (online, target, SPR rollout; and acting) under bfloat16 autocast and casts their outputs
+(C51 logits, SPR predictions and targets) to fp32, so softmaxes, the C51 projection and
+cross-entropy, the SPR cosine loss, the weighted mean and the priorities are fp32, as are
+parameters and AdamW states; `channels_last=True` keeps the conv weights, the augmented image
+batches and the latent maps in NHWC order.
 """
 from __future__ import annotations
 
@@ -36,7 +43,8 @@ import torch
 from agents.augment import random_intensity, random_shift
 from agents.base import Agent
 from agents.bbf_networks import BBFNetwork, spr_loss
-from agents.distributional import c51_loss, project_distribution
+from agents.distributional import c51_loss, expected_value, project_distribution
+from agents.encoders import ConvPrecision
 from agents.exploration import epsilon_greedy, linear_epsilon
 from replay import SequenceBatch
 
@@ -48,6 +56,7 @@ BBF_DEFAULTS = dict(
     n_step_start=10, n_step_end=3, gamma_start=0.97, gamma_end=0.997, anneal_updates=10000,
     augment_pad=4, intensity_scale=0.05,
     epsilon_train=0.0, epsilon_eval=0.001, epsilon_decay_steps=2001,
+    precision="fp32", channels_last=False,
 )
 
 
@@ -66,7 +75,7 @@ def exponential_anneal(t: int, start: float, end: float, duration: int) -> float
     return start * (end / start) ** min(max(t, 0) / duration, 1.0)
 
 
-class BBF(Agent):
+class BBF(ConvPrecision, Agent):
     """BBF for discrete actions from uint8 [C, H, W] frame stacks; see the module docstring."""
 
     target_networks = {"critic": "critic_target"}
@@ -79,12 +88,14 @@ class BBF(Agent):
             raise ValueError(f"obs_shape {obs_shape}: expected (C, H, W)")
         if len(h["hidden_dims"]) != 1:
             raise ValueError(f"hidden_dims = {list(h['hidden_dims'])}: BBF has one hidden layer, e.g. [2048]")
+        self._set_precision(h)
         self.obs_shape, self.num_actions, self.h = obs_shape, num_actions, h
         self.critic = BBFNetwork(obs_shape, num_actions, h["width_scale"], h["hidden_dims"][0],
                                  h["num_atoms"], h["v_min"], h["v_max"], h["dueling"],
                                  h["activation"], renormalize=h["renormalize"])
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.to(self.device)
+        self._convs_channels_last()
         self._online = list(self.critic.parameters())
         self._target = list(self.critic_target.parameters())
         decay = [p for p in self._online if p.dim() > 1]
@@ -121,12 +132,17 @@ class BBF(Agent):
     def act(self, obs, deterministic: bool = False):
         """Epsilon-greedy on the target network: an int for one observation, int64 [B] for a batch."""
         eps = self.h["epsilon_eval"] if deterministic else self.epsilon
-        net = self.critic_target
-        action = epsilon_greedy(lambda x: net.q_values(net.encode(x)), obs, self.num_actions, eps,
-                                self.device)
+        action = epsilon_greedy(self._target_q_values, obs, self.num_actions, eps, self.device)
         if not deterministic:
             self._act_steps += 1 if np.ndim(action) == 0 else len(action)
         return action
+
+    def _target_q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q [B, A] (fp32) of the target network, which acts, for pixels [B, C, H, W]."""
+        net = self.critic_target
+        with self._autocast():
+            logits = net(self._layout(obs)).float()  # [B, A, N]
+        return expected_value(logits, net.support)
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         return self.act(observation, deterministic), state
@@ -147,19 +163,25 @@ class BBF(Agent):
     def losses(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Per-sample C51 and SPR losses [B], [B] of a `SequenceBatch`."""
         b, k = batch.future_obs.shape[:2]
-        obs, next_obs = self.augment(batch.obs), self.augment(batch.next_obs)
-        future = self.augment(batch.future_obs.flatten(0, 1)).view(batch.future_obs.shape)  # [B, K, C, H, W]
-        latent = self.critic.encode(obs)  # [B, C', H', W']
-        logits = self.critic.q_logits(latent)  # [B, A, N]
+        obs, next_obs = self._layout(self.augment(batch.obs)), self._layout(self.augment(batch.next_obs))
+        future = self._layout(self.augment(batch.future_obs.flatten(0, 1))).view(
+            batch.future_obs.shape)  # [B, K, C, H, W]
+        with self._autocast():  # network outputs cast to fp32 (no-ops in fp32) before any loss arithmetic
+            latent = self.critic.encode(obs)  # [B, C', H', W']
+            logits = self.critic.q_logits(latent).float()  # [B, A, N]
+            predictions = self.critic.spr_predictions(latent, batch.actions[:, :k]).float()  # [B, K, hidden]
         chosen = logits[torch.arange(b, device=logits.device), batch.action.long()]  # [B, N]
         with torch.no_grad():
-            best = self.critic.q_values(self.critic.encode(next_obs)).argmax(dim=1)  # [B]
-            target_logits = self.critic_target(next_obs)[torch.arange(b, device=best.device), best]
+            with self._autocast():
+                next_logits = self.critic(next_obs).float()  # [B, A, N]
+                target_next = self.critic_target(next_obs).float()  # [B, A, N]
+                spr_targets = self.critic_target.spr_targets(
+                    self.critic_target.encode_sequence(future)).float()  # [B, K, hidden]
+            best = expected_value(next_logits, self.critic.support).argmax(dim=1)  # [B]
+            target_logits = target_next[torch.arange(b, device=best.device), best]
             target = project_distribution(target_logits.softmax(dim=-1), batch.reward,
                                           batch.discount, self.critic.support)  # [B, N]
-            spr_targets = self.critic_target.spr_targets(self.critic_target.encode_sequence(future))
         td = c51_loss(chosen, target)  # [B]
-        predictions = self.critic.spr_predictions(latent, batch.actions[:, :k])  # [B, K, hidden]
         spr = spr_loss(predictions, spr_targets, batch.mask)  # [B]
         q = (chosen.softmax(-1) * self.critic.support).sum(-1)
         return td, spr, {"q": q.detach().mean()}

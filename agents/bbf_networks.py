@@ -75,10 +75,11 @@ def max_pool_same(x: torch.Tensor, kernel: int = 3, stride: int = 2) -> torch.Te
 
 def renormalize(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Per-sample min-max scaling over all non-batch axes (SPR/BBF, after MuZero):
-    (x - min) / (max - min + eps), so every sample's latent spans [0, ~1]."""
-    flat = x.flatten(1)  # [B, D]
-    lo, hi = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
-    return ((flat - lo) / (hi - lo + eps)).view_as(x)
+    (x - min) / (max - min + eps), so every sample's latent spans [0, ~1]. Keeps x's memory
+    format (channels_last stays channels_last)."""
+    dims = tuple(range(1, x.dim()))
+    lo, hi = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)  # [B, 1, ..., 1]
+    return (x - lo) / (hi - lo + eps)
 
 
 def impala_out_size(size: int, num_stages: int = 3) -> int:
@@ -164,6 +165,8 @@ class TransitionModel(nn.Module):
         b, _, h, w = latent.shape
         planes = F.one_hot(action.long(), self.num_actions).to(latent.dtype)  # [B, A]
         planes = planes[:, :, None, None].expand(b, self.num_actions, h, w)  # [B, A, H, W]
+        if latent.is_contiguous(memory_format=torch.channels_last) and not latent.is_contiguous():
+            planes = planes.contiguous(memory_format=torch.channels_last)  # so the cat stays NHWC
         x = torch.cat([latent, planes], dim=1)  # [B, C + A, H, W]
         x = self.act2(self.conv2(self.act1(self.conv1(x))))
         return renormalize(x) if self.renormalize else x

@@ -19,6 +19,12 @@ Names for plasticity groups: `encoder` (trained by the critic optimizer), `criti
 `critic.trunk`, `critic.head`, `actor.*`, `log_alpha`, targets `encoder_target` and
 `critic_target`. Nikishin's DrQ reset (everything but the encoder, the encoder's optimizer
 state kept) is the `reset_but_encoder` preset. Nothing here resets anything.
+
+Speed options (agents/encoders.py `ConvPrecision`): `precision="bf16"` runs the encoder, actor and
+critic forward passes of the losses and of acting under bfloat16 autocast; the actor's and the
+critic's outputs are cast to fp32, so the tanh-Gaussian sampling (its noise draws the same as in
+fp32), log pi, the targets and the loss reductions are fp32, as are parameters and Adam states.
+`channels_last=True` keeps the conv weights and the augmented image batches in NHWC order.
 """
 from __future__ import annotations
 
@@ -29,14 +35,14 @@ import torch
 from torch import nn
 
 from agents.augment import random_shift
-from agents.encoders import PixelEncoder
+from agents.encoders import ConvPrecision, PixelEncoder
 from agents.networks import EnsembleCritic, TanhGaussianActor
 from agents.sac import SAC, SAC_DEFAULTS
 
 DRQ_DEFAULTS = dict(
     {k: v for k, v in SAC_DEFAULTS.items() if k != "compile"},
     init_temperature=0.1, feature_dim=50, channels=(32, 32, 32, 32), strides=(2, 1, 1, 1),
-    augment_pad=4,
+    augment_pad=4, precision="fp32", channels_last=False,
 )
 
 
@@ -53,7 +59,8 @@ class ProjectedActor(TanhGaussianActor):
         self.proj = projection(in_dim, feature_dim)
 
     def _dist_params(self, features):
-        return super()._dist_params(self.proj(features))
+        mean, log_std = super()._dist_params(self.proj(features))
+        return mean.float(), log_std.float()  # fp32 sampling under autocast (a no-op in fp32)
 
 
 class ProjectedCritic(EnsembleCritic):
@@ -64,10 +71,10 @@ class ProjectedCritic(EnsembleCritic):
         self.proj = projection(in_dim, feature_dim)
 
     def forward(self, features, action):
-        return super().forward(self.proj(features), action)  # [N, B]
+        return super().forward(self.proj(features), action).float()  # [N, B], fp32 under autocast
 
 
-class DrQ(SAC):
+class DrQ(ConvPrecision, SAC):
     """DrQ for continuous actions in [-1, 1] from uint8 [C, H, W] frame stacks."""
 
     defaults = DRQ_DEFAULTS
@@ -78,6 +85,7 @@ class DrQ(SAC):
             raise ValueError(f"DrQ needs image observations [C, H, W], got {obs_shape!r}")
         self.hparams["channels"], self.hparams["strides"] = tuple(h["channels"]), tuple(h["strides"])
         self.augment_pad = int(h["augment_pad"])
+        self._set_precision(h)
         self.encoder = PixelEncoder(obs_shape, activation=h["activation"],
                                     channels=tuple(h["channels"]), strides=tuple(h["strides"]))
         in_dim = self.encoder.out_dim()
@@ -87,6 +95,7 @@ class DrQ(SAC):
                                       num_critics=h["num_critics"], **net)
         self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self._convs_channels_last()
 
     def _online_and_target_params(self) -> tuple[list, list]:
         online = list(self.encoder.parameters()) + list(self.critic.parameters())
@@ -102,7 +111,9 @@ class DrQ(SAC):
         """Action(s) in [-1, 1] for one uint8 observation [C, H, W] or a batch [B, C, H, W]."""
         obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
         single = obs_t.dim() == 3
-        action, _ = self.actor(self.encoder(obs_t.unsqueeze(0) if single else obs_t), deterministic)
+        with self._autocast():
+            action, _ = self.actor(self.encoder(self._layout(obs_t.unsqueeze(0) if single else obs_t)),
+                                   deterministic)
         action = action.cpu().numpy()
         return action[0] if single else action
 
@@ -118,18 +129,28 @@ class DrQ(SAC):
         return metrics
 
     def critic_loss(self, batch) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        obs, next_obs = self._augment(batch.obs), self._augment(batch.next_obs)
+        """Critic loss, its metrics and the encoded augmented obs f(aug s) [B, D] (bf16 under
+        `precision="bf16"`) that the actor step reuses, detached."""
+        obs, next_obs = self._layout(self._augment(batch.obs)), self._layout(self._augment(batch.next_obs))
         with torch.no_grad():
-            next_action, next_log_prob = self.actor(self.encoder(next_obs))
-            q_next = self.critic_target(self.encoder_target(next_obs), next_action)  # [N, B]
+            with self._autocast():
+                next_action, next_log_prob = self.actor(self.encoder(next_obs))
+                q_next = self.critic_target(self.encoder_target(next_obs), next_action)  # [N, B] fp32
             v_next = self._target_q(q_next)  # [B]
             if self.backup_entropy:
                 v_next = v_next - self.log_alpha.exp() * next_log_prob
             target = batch.reward + batch.discount * v_next  # [B]
-        features = self.encoder(obs)  # [B, D]
-        q = self.critic(features, batch.action)  # [N, B]
+        with self._autocast():
+            features = self.encoder(obs)  # [B, D]
+            q = self.critic(features, batch.action)  # [N, B] fp32
         loss = (q - target).pow(2).mean(dim=1).sum()
         return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}, features
+
+    def actor_loss(self, features) -> tuple[torch.Tensor, dict]:
+        """SAC's actor + temperature loss on encoded observations; the actor and critic run under
+        the autocast context and return fp32, so the loss arithmetic is fp32."""
+        with self._autocast():
+            return super().actor_loss(features)
 
     def update_critic(self, batch) -> tuple[dict, torch.Tensor]:
         loss, metrics, features = self.critic_loss(batch)

@@ -29,6 +29,11 @@ gradient clipping (`max_grad_norm` None), intensity jitter 0.05. One difference:
 Submodule names: `encoder` (the conv trunk, `encoder.trunk`), `critic` (`critic.trunk` hidden
 layers, `critic.head` the dueling layer: one Linear whose first output is V and the rest A),
 `encoder_target`, `critic_target`. The update makes no host syncs; nothing here resets anything.
+
+Speed options (agents/encoders.py `ConvPrecision`): `precision="bf16"` runs every Q-network
+forward pass (the loss's and acting's) under bfloat16 autocast and casts the Q-values to fp32, so
+the argmax, the target, the Huber loss and its batch mean are fp32, as are parameters and Adam
+states; `channels_last=True` keeps the conv weights and the augmented image batches in NHWC order.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ from torch.nn import functional as F
 
 from agents.augment import random_intensity, random_shift
 from agents.base import Agent
+from agents.encoders import ConvPrecision
 from agents.exploration import epsilon_greedy, linear_epsilon
 from agents.networks import make_activation, width_after
 
@@ -52,6 +58,7 @@ DRQ_ATARI_DEFAULTS = dict(
     lr=1e-4, adam_eps=1.5e-4, max_grad_norm=None, huber_delta=1.0, target_update_every=1,
     augment_pad=4, intensity_scale=0.05,
     epsilon_train=0.01, epsilon_eval=0.001, epsilon_decay_steps=5000,
+    precision="fp32", channels_last=False,
 )
 
 
@@ -149,7 +156,7 @@ class QNetwork(nn.Module):
         return self.head(self.trunk(features))
 
 
-class DrQAtari(Agent):
+class DrQAtari(ConvPrecision, Agent):
     """DrQ(epsilon) with a discrete action space. See the module docstring for the loss."""
 
     target_networks = {"encoder": "encoder_target", "critic": "critic_target"}
@@ -164,6 +171,7 @@ class DrQAtari(Agent):
             raise ValueError(f"target_update_every = {h['target_update_every']!r}: must be an integer >= 1")
         if not (isinstance(h["augment_pad"], int) and h["augment_pad"] >= 0):
             raise ValueError(f"augment_pad = {h['augment_pad']!r}: must be an integer >= 0")
+        self._set_precision(h)
         self.obs_shape, self.num_actions = obs_shape, num_actions
         self.double, self.huber_delta = bool(h["double"]), float(h["huber_delta"])
         self.max_grad_norm = h["max_grad_norm"]
@@ -179,6 +187,7 @@ class DrQAtari(Agent):
         self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.to(self.device)
+        self._convs_channels_last()
 
         self._online_params = list(self.encoder.parameters()) + list(self.critic.parameters())
         self._target_params = (list(self.encoder_target.parameters())
@@ -189,10 +198,11 @@ class DrQAtari(Agent):
 
     # ------------------------------------------------------------------ acting
     def q_values(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
-        """Q(s, .) [B, A] for pixels [B, C, H, W] (uint8, or float in [0, 255])."""
+        """Q(s, .) [B, A] (fp32) for pixels [B, C, H, W] (uint8, or float in [0, 255])."""
         encoder, critic = ((self.encoder_target, self.critic_target) if target
                            else (self.encoder, self.critic))
-        return critic(encoder(obs))
+        with self._autocast():
+            return critic(encoder(self._layout(obs))).float()
 
     @property
     def epsilon(self) -> float:
@@ -221,6 +231,7 @@ class DrQAtari(Agent):
 
     def td_loss(self, batch) -> tuple[torch.Tensor, dict]:
         obs, next_obs = self.augment(batch.obs), self.augment(batch.next_obs)  # independent draws
+        obs, next_obs = self._layout(obs), self._layout(next_obs)
         action = batch.action.reshape(-1).long()  # [B]
         with torch.no_grad():
             q_next_target = self.q_values(next_obs, target=True)  # [B, A]

@@ -2,8 +2,15 @@
 
 `conv_trunk` stacks Conv2d -> activation; with `activation="crelu"` each activation is
 [relu(h), relu(-h)] along the channel axis, so the next convolution sees twice the channels
-(Abbas et al. 2023). Pixels arrive as uint8 [B, C, H, W] and are scaled to [-0.5, 0.5]."""
+(Abbas et al. 2023). Pixels arrive as uint8 [B, C, H, W] and are scaled to [-0.5, 0.5].
+
+`ConvPrecision` holds the two speed options the conv agents (DrQ, DrQ(eps), BBF) share:
+`precision` ("fp32" | "bf16": network forward passes under bfloat16 autocast; parameters,
+optimizer states and the losses stay fp32) and `channels_last` (conv weights and image batches in
+NHWC memory order; values and shapes unchanged)."""
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
@@ -40,3 +47,41 @@ class PixelEncoder(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         h = self.trunk(pixels.float() / 255.0 - 0.5)  # [B, C', H', W']
         return h.flatten(1)  # [B, C' * H' * W']
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+class ConvPrecision:
+    """Mixin for the conv agents: `precision` and `channels_last` (see the module docstring).
+
+    `_set_precision(h)` checks and stores both; `_autocast()` is the context the network forward
+    passes run in (bfloat16 autocast on the agent's device for "bf16", nothing for "fp32": no
+    GradScaler, bf16 has fp32's exponent range); `_layout(x)` puts an image batch [B, C, H, W] in
+    the agent's memory format (a no-op without `channels_last`, or when it already is);
+    `_convs_channels_last()` converts every 4-D parameter (the conv weights) of the agent. Callers
+    cast network outputs to fp32 (`.float()`, a no-op in fp32) before any loss arithmetic, so
+    softmaxes, log-probabilities and reductions are fp32 on every device. Nothing here syncs."""
+
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    def _set_precision(self, h: dict) -> None:
+        precision, channels_last = h["precision"], h["channels_last"]
+        if not (isinstance(precision, str) and precision in PRECISIONS):
+            raise ValueError(f"precision = {precision!r}: allowed: {list(PRECISIONS)}")
+        if not isinstance(channels_last, bool):
+            raise ValueError(f"channels_last = {channels_last!r}: allowed: [True, False]")
+        self.precision, self.channels_last = precision, channels_last
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def _convs_channels_last(self) -> None:
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)  # 4-D tensors only; Parameters stay the same objects

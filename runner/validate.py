@@ -86,7 +86,9 @@ def validate_config(cfg: dict) -> None:
             ("expectile", lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
             ("temperature", lambda v: _is_num(v) and v >= 0, "a number >= 0 (AWR inverse temperature)"),
             ("max_weight", lambda v: _is_num(v) and v > 0, "a number > 0"),
-            ("dropout", lambda v: v is None or (_is_num(v) and 0 <= v < 1), "null or a number in [0, 1)")):
+            ("dropout", lambda v: v is None or (_is_num(v) and 0 <= v < 1), "null or a number in [0, 1)"),
+            ("precision", lambda v: v in ("fp32", "bf16"), "one of ['fp32', 'bf16'] (bf16: bfloat16 autocast)"),
+            ("channels_last", lambda v: isinstance(v, bool), "true or false (NHWC conv memory format)")):
         if key in own:
             _check(e, cfg, f"agent.{key}", ok, allowed)
     m, n = agent.get("num_target_critics"), agent.get("num_critics")
