@@ -29,6 +29,9 @@ gradient clipping (`max_grad_norm` None), intensity jitter 0.05. One difference:
 Submodule names: `encoder` (the conv trunk, `encoder.trunk`), `critic` (`critic.trunk` hidden
 layers, `critic.head` the dueling layer: one Linear whose first output is V and the rest A),
 `encoder_target`, `critic_target`. The update makes no host syncs; nothing here resets anything.
+While the target equals the online network (right after a hard copy: always with
+`target_update_every` 1, unless a plasticity intervention (`on_reset`) or a step came since),
+Q'(aug s') is taken from the online forward on aug(s') instead of a second, identical forward.
 
 Speed options (agents/encoders.py `ConvPrecision`): `precision="bf16"` runs every Q-network
 forward pass (the loss's and acting's) under bfloat16 autocast and casts the Q-values to fp32, so
@@ -195,6 +198,9 @@ class DrQAtari(ConvPrecision, Agent):
         self.optimizers = {"critic": torch.optim.Adam(self._online_params, lr=h["lr"],
                                                       eps=h["adam_eps"], fused=True)}
         self._act_steps, self._update_calls = 0, 0
+        # True while the target's weights equal the online ones (a hard copy and no step or
+        # intervention since): Q'(s') is then Q(s'), and the target forward is skipped
+        self._target_synced = True
 
     # ------------------------------------------------------------------ acting
     def q_values(self, obs: torch.Tensor, target: bool = False) -> torch.Tensor:
@@ -234,8 +240,10 @@ class DrQAtari(ConvPrecision, Agent):
         obs, next_obs = self._layout(obs), self._layout(next_obs)
         action = batch.action.reshape(-1).long()  # [B]
         with torch.no_grad():
-            q_next_target = self.q_values(next_obs, target=True)  # [B, A]
-            q_select = self.q_values(next_obs) if self.double else q_next_target
+            synced = self._target_synced  # target_update_every=1: always, unless an intervention
+            q_next = self.q_values(next_obs) if self.double or synced else None  # [B, A]
+            q_next_target = q_next if synced else self.q_values(next_obs, target=True)  # [B, A]
+            q_select = q_next if self.double else q_next_target
             best = q_select.argmax(dim=1, keepdim=True)  # [B, 1]
             target = batch.reward + batch.discount * q_next_target.gather(1, best).squeeze(1)  # [B]
         q = self.q_values(obs).gather(1, action[:, None]).squeeze(1)  # [B, A] -> [B]
@@ -253,6 +261,7 @@ class DrQAtari(ConvPrecision, Agent):
             metrics["grad_norm"] = nn.utils.clip_grad_norm_(self._online_params, self.max_grad_norm,
                                                             foreach=True)
         opt.step()
+        self._target_synced = False
         if self._update_calls % self.target_update_every == 0:
             self.update_target()
         return metrics
@@ -261,13 +270,19 @@ class DrQAtari(ConvPrecision, Agent):
     def update_target(self) -> None:
         """Hard copy online -> target, in place (the target tensors stay the same objects)."""
         torch._foreach_copy_(self._target_params, self._online_params)
+        self._target_synced = True
+
+    def on_reset(self, rule_name: str) -> None:
+        """The scheduler changed weights in place: the target may differ from the online net."""
+        self._target_synced = False
 
     # ----------------------------------------------------------- persistence
     def training_state(self) -> dict:
         return {**super().training_state(), "act_steps": self._act_steps,
-                "update_calls": self._update_calls}
+                "update_calls": self._update_calls, "target_synced": self._target_synced}
 
     def load_training_state(self, state: dict) -> None:
         super().load_training_state(state)
+        self._target_synced = state.get("target_synced", False)  # saved with its weights
         self._act_steps = state.get("act_steps", 0)
         self._update_calls = state.get("update_calls", 0)

@@ -72,6 +72,7 @@ def test_double_dqn_target_and_huber_loss_by_hand():
     with torch.no_grad():  # a target that disagrees with the online net
         for p in agent._target_params:
             p.add_(0.3 * torch.randn_like(p))
+    agent.on_reset("edited by hand")  # weights changed in place, as after an intervention
     batch = pixel_buffer(num_actions=4).sample(16)
     loss, metrics = agent.td_loss(batch)
     with torch.no_grad():
@@ -172,3 +173,29 @@ def test_plasticity_groups_and_defaults():
     assert agent.optimizers["critic"].param_groups[0]["eps"] == 1.5e-4
     with pytest.raises(ValueError):
         DrQAtari(OBS, 3, gamma=0.99)
+
+
+def test_synced_target_skips_its_forward_with_identical_results():
+    """With target == online (a hard copy every update) Q'(s') is the online Q(s'): the skipped
+    target forward changes nothing, bit for bit; after an intervention the target is used again."""
+    from plasticity.scheduler import build_scheduler
+    torch.manual_seed(0)
+    agent, batch = DrQAtari(OBS, 3, **SMALL), pixel_buffer().sample(8)
+    agent.update(batch)
+    assert agent._target_synced
+    torch.manual_seed(1)
+    fast, _ = agent.td_loss(batch)
+    agent._target_synced = False
+    torch.manual_seed(1)
+    slow, _ = agent.td_loss(batch)
+    assert torch.equal(fast, slow)
+    agent._target_synced = True
+    rule = dict(intervention="reset", groups=["critic.head"], unit="updates", every=1,
+                target="untouched")
+    build_scheduler(agent, [rule]).after_update(1, 1)
+    assert not agent._target_synced  # the online head is new, the target's is not
+    torch.manual_seed(1)
+    with_target, _ = agent.td_loss(batch)
+    agent._target_synced = True
+    torch.manual_seed(1)
+    assert not torch.equal(with_target, agent.td_loss(batch)[0])
