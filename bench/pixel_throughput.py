@@ -7,7 +7,8 @@ random uint8 frames (the pixel values do not change the work):
          (4, 84, 84) from `ReplayBuffer.for_pixels`, vs SB3 DQN("CnnPolicy") with the same
          batch (32), lr 1e-4, n_steps 10, timed as `model.train(gradient_steps=K, batch_size=32)`.
          SB3's DQN has no double Q, no dueling head and no augmentation (and never copies its
-         target inside `train`): our update does more work than the peer's.
+         target inside `train`): our update does more work than the peer's (both encode two
+         batches: ours reuses Q(s') as Q'(s') while the target equals the online net).
   dmc:   our DrQ (SAC from pixels, 4 x 32 conv encoder, random shift; configs/agent/drq.yaml)
          on (9, 84, 84) stacks (3 RGB frames), action dim 6, vs SB3 SAC("CnnPolicy") (one
          NatureCNN per actor/critic, 2x256 MLPs, lr 3e-4, tau 0.005, initial alpha 0.1) timed
@@ -326,8 +327,8 @@ def main() -> None:
         if res["setting"] == "atari":
             print("  note: SB3 DQN has no double Q, no dueling head and no augmentation, and `train` "
                   "never copies its target;")
-            print("        our update encodes 3 batches (target and online on aug(s'), online on "
-                  "aug(s)) vs SB3's 2, with SAME-padded convs (11x11 maps vs 7x7),")
+            print("        both encode 2 batches (with the target in sync ours reuses the online "
+                  "Q(s') as Q'(s')), ours with SAME-padded convs (11x11 maps vs 7x7),")
             print("        plus shift + intensity augmentation and a full target copy every update: "
                   "it does more work per update.")
             for name, rate in med.items():
