@@ -30,6 +30,16 @@ class Agent(nn.Module):
         self.device = torch.device(device)
         return h
 
+    def _set_discrete_pixel_hparams(self, defaults: dict, obs_shape, num_actions, device,
+                                    hparams: dict) -> tuple[tuple, int, dict]:
+        """`_set_hparams` for agents on uint8 [C, H, W] frames with Discrete(n) actions:
+        returns (obs_shape, num_actions, merged hparams), refusing a shape that is not 3-D."""
+        obs_shape, num_actions = tuple(int(d) for d in obs_shape), int(num_actions)
+        h = self._set_hparams(defaults, obs_shape, num_actions, device, hparams)
+        if len(obs_shape) != 3:
+            raise ValueError(f"obs_shape {obs_shape}: expected (C, H, W)")
+        return obs_shape, num_actions, h
+
     def training_state(self) -> dict:
         """Everything needed to continue training: weights and optimizer states."""
         return {"model": self.state_dict(),

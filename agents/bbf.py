@@ -82,10 +82,8 @@ class BBF(ConvPrecision, Agent):
 
     def __init__(self, obs_shape, num_actions: int, device="cpu", **hparams):
         super().__init__()
-        obs_shape, num_actions = tuple(int(d) for d in obs_shape), int(num_actions)
-        h = self._set_hparams(BBF_DEFAULTS, obs_shape, num_actions, device, hparams)
-        if len(obs_shape) != 3:
-            raise ValueError(f"obs_shape {obs_shape}: expected (C, H, W)")
+        obs_shape, num_actions, h = self._set_discrete_pixel_hparams(
+            BBF_DEFAULTS, obs_shape, num_actions, device, hparams)
         if len(h["hidden_dims"]) != 1:
             raise ValueError(f"hidden_dims = {list(h['hidden_dims'])}: BBF has one hidden layer, e.g. [2048]")
         self._set_precision(h)

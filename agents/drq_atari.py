@@ -166,10 +166,8 @@ class DrQAtari(ConvPrecision, Agent):
 
     def __init__(self, obs_shape, num_actions: int, device="cpu", **hparams):
         super().__init__()
-        obs_shape, num_actions = tuple(int(d) for d in obs_shape), int(num_actions)
-        h = self._set_hparams(DRQ_ATARI_DEFAULTS, obs_shape, num_actions, device, hparams)
-        if len(obs_shape) != 3:
-            raise ValueError(f"obs_shape {obs_shape}: expected (C, H, W)")
+        obs_shape, num_actions, h = self._set_discrete_pixel_hparams(
+            DRQ_ATARI_DEFAULTS, obs_shape, num_actions, device, hparams)
         if not (isinstance(h["target_update_every"], int) and h["target_update_every"] >= 1):
             raise ValueError(f"target_update_every = {h['target_update_every']!r}: must be an integer >= 1")
         if not (isinstance(h["augment_pad"], int) and h["augment_pad"] >= 0):
