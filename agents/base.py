@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from agents.acceleration import CapturedUpdate, compile_mode
 from agents.serialization import atomic_save
 
 
@@ -16,6 +17,8 @@ class Agent(nn.Module):
 
     optimizers: dict
     hparams: dict
+    compile: str = "none"  # none | compile | cudagraphs (agents/acceleration.py)
+    _graphed: CapturedUpdate | None = None
 
     def _set_hparams(self, defaults: dict, obs_dim: int, action_dim: int, device, hparams: dict) -> dict:
         """Merge `hparams` over `defaults` (unknown names raise), record them with the space
@@ -40,6 +43,23 @@ class Agent(nn.Module):
             raise ValueError(f"obs_shape {obs_shape}: expected (C, H, W)")
         return obs_shape, num_actions, h
 
+    def _set_update_mode(self, value) -> str:
+        """Record the normalised `compile` mode; under `cudagraphs`, updates run through a
+        `CapturedUpdate` of `_update_step`. Call after `self.device` is set."""
+        self.compile = self.hparams["compile"] = compile_mode(value, self.device)
+        self._graphed = CapturedUpdate(self._update_step) if self.compile == "cudagraphs" else None
+        return self.compile
+
+    def _run_update(self, key, batch) -> dict:
+        """`_update_step(key, batch)`, replayed from a CUDA graph under `cudagraphs`. `key`
+        holds the Python-side decisions of this update (hashable): one graph per key."""
+        if self._graphed is not None:
+            return self._graphed(key, batch)
+        return self._update_step(key, batch)
+
+    def _update_step(self, key, batch) -> dict:
+        raise NotImplementedError(f"{type(self).__name__} has no graph-capturable update step")
+
     def training_state(self) -> dict:
         """Everything needed to continue training: weights and optimizer states."""
         return {"model": self.state_dict(),
@@ -49,6 +69,8 @@ class Agent(nn.Module):
         self.load_state_dict(state["model"])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+        if self._graphed is not None:  # the optimizer state tensors were replaced
+            self._graphed.reset()
 
     def save(self, path) -> None:
         """Write weights, optimizer states and constructor arguments atomically."""

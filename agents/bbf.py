@@ -40,6 +40,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from agents.acceleration import learning_rate, optimizer_options
 from agents.augment import random_intensity, random_shift
 from agents.base import Agent
 from agents.bbf_networks import BBFNetwork, spr_loss
@@ -56,7 +57,7 @@ BBF_DEFAULTS = dict(
     n_step_start=10, n_step_end=3, gamma_start=0.97, gamma_end=0.997, anneal_updates=10000,
     augment_pad=4, intensity_scale=0.05,
     epsilon_train=0.0, epsilon_eval=0.001, epsilon_decay_steps=2001,
-    precision="fp32", channels_last=False,
+    precision="fp32", channels_last=False, compile="none",
 )
 
 
@@ -98,9 +99,13 @@ class BBF(ConvPrecision, Agent):
         self._target = list(self.critic_target.parameters())
         decay = [p for p in self._online if p.dim() > 1]
         no_decay = [p for p in self._online if p.dim() <= 1]  # biases (BBF: no decay on 1-D)
+        mode = self._set_update_mode(h["compile"])
         self.optimizers = {"critic": torch.optim.AdamW(
             [{"params": decay, "weight_decay": h["weight_decay"]},
-             {"params": no_decay, "weight_decay": 0.0}], lr=h["lr"], eps=h["adam_eps"])}
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=learning_rate(h["lr"], mode, self.device), eps=h["adam_eps"], **optimizer_options(mode))}
+        # `compile`: the C51 + SPR losses (forward and AOT backward) as a compiled graph
+        self._losses_fn = self.losses if mode == "none" else torch.compile(self.losses, dynamic=False)
         self._act_steps, self._cycle_updates = 0, 0
 
     # ------------------------------------------------------------- schedules
@@ -187,11 +192,16 @@ class BBF(ConvPrecision, Agent):
     def update(self, batch) -> dict[str, torch.Tensor]:
         """One AdamW step on mean(w (L_C51 + spr_weight L_SPR)), the target EMA, and the new
         priorities sqrt(L_C51) under "priority" (the trainer hands them to the buffer)."""
+        metrics = self._run_update(None, batch)
+        self._cycle_updates += 1
+        return metrics
+
+    def _update_step(self, key, batch) -> dict[str, torch.Tensor]:
         if isinstance(batch, WeightedSequences):
             batch, weights = batch.seq, batch.weights
         else:
             weights = None
-        td, spr, metrics = self.losses(batch)
+        td, spr, metrics = self._losses_fn(batch)
         per_sample = td + self.h["spr_weight"] * spr
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
         opt = self.optimizers["critic"]
@@ -199,7 +209,6 @@ class BBF(ConvPrecision, Agent):
         loss.backward(inputs=self._online)
         opt.step()
         self.update_target()
-        self._cycle_updates += 1
         return {"loss": loss.detach(), "td_loss": td.detach().mean(), "spr_loss": spr.detach().mean(),
                 **metrics, "priority": (td.detach() + 1e-10).sqrt()}
 

@@ -1,4 +1,4 @@
-"""A whole SAC update as one torch.compile graph (opt-in: `SAC(compile=True)`).
+"""A whole SAC update as one torch.compile graph (opt-in: `SAC(compile="compile")`).
 
 Critic loss, its gradient (torch.func.grad, so the backward is traced and fused with the
 forward), the Adam step, actor + temperature loss, gradient and Adam step, and the target
@@ -35,16 +35,19 @@ def _adam_(params, grads, states, lr, beta1, beta2, eps) -> None:
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         bias1 = 1 - beta1 ** step
         bias2_sqrt = (1 - beta2 ** step).sqrt()
-        p.addcdiv_(m, (v.sqrt() / bias2_sqrt).add_(eps), value=-lr / bias1)
+        if torch.is_tensor(lr):  # a learning-rate tensor (cudagraphs): read at every call
+            p.sub_(m / (v.sqrt() / bias2_sqrt).add_(eps) * (lr / bias1))
+        else:
+            p.addcdiv_(m, (v.sqrt() / bias2_sqrt).add_(eps), value=-lr / bias1)
 
 
 class CompiledUpdate:
     """`agent.update` as one compiled graph; see the module docstring."""
 
-    def __init__(self, agent, mode: str | None = None):
+    def __init__(self, agent):
         self.agent = agent  # a plain attribute of a plain object: no submodule is registered
-        options = {**(torch._inductor.list_mode_options(mode) if mode else {}), "fallback_random": True}
-        self._fn = torch.compile(self._update, fullgraph=True, dynamic=False, options=options)
+        self._fn = torch.compile(self._update, fullgraph=True, dynamic=False,
+                                 options={"fallback_random": True})
         self._checked = set()  # signatures that have run once with dynamo's guards
 
     def supported(self) -> bool:
@@ -55,7 +58,7 @@ class CompiledUpdate:
             if opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks or len(opt.param_groups) != 1:
                 return False
             g = opt.param_groups[0]
-            if g["weight_decay"] or g["amsgrad"] or g["maximize"] or torch.is_tensor(g["lr"]):
+            if g["weight_decay"] or g["amsgrad"] or g["maximize"]:
                 return False
         return True
 
@@ -78,7 +81,7 @@ class CompiledUpdate:
             g = self.agent.optimizers[name].param_groups[0]
             hyper[name] = (g["lr"], *g["betas"], g["eps"])
         states = {name: self._states(name) for name in OPTIMIZERS}
-        signature = (tuple(hyper.values()), self.agent.tau, _batch_signature(batch))
+        signature = (tuple(_hashable(h) for h in hyper.values()), self.agent.tau, _batch_signature(batch))
         if signature in self._checked:
             with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
                 return self._fn(batch, states, hyper)
@@ -88,6 +91,12 @@ class CompiledUpdate:
 
     def _update(self, batch, states, hyper):
         return _sac_update(self.agent, batch, states, hyper)
+
+
+def _hashable(values: tuple) -> tuple:
+    """Settings as a set key: tensors (learning rates under cudagraphs) by identity, without
+    ever comparing their values (a host sync)."""
+    return tuple(("tensor", id(v)) if torch.is_tensor(v) else v for v in values)
 
 
 def _batch_signature(batch) -> tuple:

@@ -40,7 +40,7 @@ from agents.networks import EnsembleCritic, TanhGaussianActor
 from agents.sac import SAC, SAC_DEFAULTS
 
 DRQ_DEFAULTS = dict(
-    {k: v for k, v in SAC_DEFAULTS.items() if k != "compile"},
+    SAC_DEFAULTS,
     init_temperature=0.1, feature_dim=50, channels=(32, 32, 32, 32), strides=(2, 1, 1, 1),
     augment_pad=4, precision="fp32", channels_last=False,
 )
@@ -118,12 +118,18 @@ class DrQ(ConvPrecision, SAC):
         return action[0] if single else action
 
     # ---------------------------------------------------------------- learning
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def _compile_update(self):
+        """The `compile` mode for DrQ: the critic and actor losses (forward and AOT backward)
+        as compiled graphs; the fused Adam steps and the target EMA stay eager."""
+        self._critic_loss_fn = torch.compile(self.critic_loss, dynamic=False)
+        self._actor_loss_fn = torch.compile(self.actor_loss, dynamic=False)
+        return None
+
+    def _update_step(self, actor_due: bool, batch) -> dict[str, torch.Tensor]:
         """Critic (and encoder) step on augmented pixels, the actor step on the same
         augmented observations encoded and detached, then the target EMA."""
-        self._update_calls += 1
         metrics, features = self.update_critic(batch)
-        if self._update_calls % self.actor_update_every == 0:
+        if actor_due:
             metrics.update(self.update_actor(features.detach()))
         self.update_target()
         return metrics

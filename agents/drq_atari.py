@@ -48,6 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents.acceleration import learning_rate, optimizer_options
 from agents.augment import random_intensity, random_shift
 from agents.base import Agent
 from agents.encoders import ConvPrecision
@@ -61,7 +62,7 @@ DRQ_ATARI_DEFAULTS = dict(
     lr=1e-4, adam_eps=1.5e-4, max_grad_norm=None, huber_delta=1.0, target_update_every=1,
     augment_pad=4, intensity_scale=0.05,
     epsilon_train=0.01, epsilon_eval=0.001, epsilon_decay_steps=5000,
-    precision="fp32", channels_last=False,
+    precision="fp32", channels_last=False, compile="none",
 )
 
 
@@ -193,8 +194,12 @@ class DrQAtari(ConvPrecision, Agent):
         self._online_params = list(self.encoder.parameters()) + list(self.critic.parameters())
         self._target_params = (list(self.encoder_target.parameters())
                                + list(self.critic_target.parameters()))
-        self.optimizers = {"critic": torch.optim.Adam(self._online_params, lr=h["lr"],
-                                                      eps=h["adam_eps"], fused=True)}
+        mode = self._set_update_mode(h["compile"])
+        self.optimizers = {"critic": torch.optim.Adam(self._online_params, eps=h["adam_eps"],
+                                                      lr=learning_rate(h["lr"], mode, self.device),
+                                                      **optimizer_options(mode))}
+        # `compile`: the TD loss (forward and AOT backward) as a compiled graph
+        self._td_loss_fn = self.td_loss if mode == "none" else torch.compile(self.td_loss, dynamic=False)
         self._act_steps, self._update_calls = 0, 0
         # True while the target's weights equal the online ones (a hard copy and no step or
         # intervention since): Q'(s') is then Q(s'), and the target forward is skipped
@@ -233,12 +238,14 @@ class DrQAtari(ConvPrecision, Agent):
         x = random_shift(pixels, self.augment_pad)
         return random_intensity(x, self.intensity_scale)
 
-    def td_loss(self, batch) -> tuple[torch.Tensor, dict]:
+    def td_loss(self, batch, synced: bool | None = None) -> tuple[torch.Tensor, dict]:
+        """Huber TD loss on augmented pixels; `synced`: the target equals the online network
+        (default: the agent's own flag), so Q'(aug s') is the online forward's."""
+        synced = self._target_synced if synced is None else synced
         obs, next_obs = self.augment(batch.obs), self.augment(batch.next_obs)  # independent draws
         obs, next_obs = self._layout(obs), self._layout(next_obs)
         action = batch.action.reshape(-1).long()  # [B]
         with torch.no_grad():
-            synced = self._target_synced  # target_update_every=1: always, unless an intervention
             q_next = self.q_values(next_obs) if self.double or synced else None  # [B, A]
             q_next_target = q_next if synced else self.q_values(next_obs, target=True)  # [B, A]
             q_select = q_next if self.double else q_next_target
@@ -251,7 +258,15 @@ class DrQAtari(ConvPrecision, Agent):
     def update(self, batch) -> dict[str, torch.Tensor]:
         """One Adam step on the TD loss (encoder + Q network), then the target copy when due."""
         self._update_calls += 1
-        loss, metrics = self.td_loss(batch)
+        copy_due = self._update_calls % self.target_update_every == 0
+        # target_update_every=1: always synced, unless an intervention came since the last copy
+        metrics = self._run_update((self._target_synced, copy_due), batch)
+        self._target_synced = copy_due
+        return metrics
+
+    def _update_step(self, key: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
+        synced, copy_due = key
+        loss, metrics = self._td_loss_fn(batch, synced)
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=self._online_params)
@@ -259,15 +274,17 @@ class DrQAtari(ConvPrecision, Agent):
             metrics["grad_norm"] = nn.utils.clip_grad_norm_(self._online_params, self.max_grad_norm,
                                                             foreach=True)
         opt.step()
-        self._target_synced = False
-        if self._update_calls % self.target_update_every == 0:
-            self.update_target()
+        if copy_due:
+            self._copy_to_target()
         return metrics
 
     @torch.no_grad()
+    def _copy_to_target(self) -> None:
+        torch._foreach_copy_(self._target_params, self._online_params)
+
     def update_target(self) -> None:
         """Hard copy online -> target, in place (the target tensors stay the same objects)."""
-        torch._foreach_copy_(self._target_params, self._online_params)
+        self._copy_to_target()
         self._target_synced = True
 
     def on_reset(self, rule_name: str) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.acceleration import learning_rate, optimizer_options
 from agents.base import Agent
 from agents.networks import EnsembleCritic, TanhGaussianActor
 
@@ -29,7 +30,7 @@ from agents.networks import EnsembleCritic, TanhGaussianActor
 SAC_DEFAULTS = dict(
     hidden_dims=(256, 256), num_critics=2, num_target_critics=None, layer_norm=False,
     activation="relu", lr=3e-4, tau=0.005, init_temperature=1.0, target_entropy=None,
-    actor_q="min", backup_entropy=True, actor_update_every=1, compile=False,
+    actor_q="min", backup_entropy=True, actor_update_every=1, compile="none",
 )
 
 
@@ -53,23 +54,23 @@ class SAC(Agent):
 
         self._critic_params, self._target_params = self._online_and_target_params()
         self._actor_params = list(self.actor.parameters())
-        adam = dict(lr=h["lr"], fused=True)  # one fused kernel per step, CPU and CUDA
-        self.optimizers = {
-            "actor": torch.optim.Adam(self._actor_params, **adam),
-            "critic": torch.optim.Adam(self._critic_params, **adam),
-            "log_alpha": torch.optim.Adam([self.log_alpha], **adam),
+        mode = self._set_update_mode(h.get("compile", "none"))
+        adam = optimizer_options(mode)
+        self.optimizers = {  # a learning-rate tensor each under cudagraphs
+            "actor": torch.optim.Adam(self._actor_params, lr=learning_rate(h["lr"], mode, self.device), **adam),
+            "critic": torch.optim.Adam(self._critic_params, lr=learning_rate(h["lr"], mode, self.device), **adam),
+            "log_alpha": torch.optim.Adam([self.log_alpha], lr=learning_rate(h["lr"], mode, self.device), **adam),
         }
         self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
-        self._compiled = None
         self.actor_update_every, self._update_calls = int(h["actor_update_every"]), 0
         if self.actor_update_every < 1:
             raise ValueError(f"actor_update_every = {h['actor_update_every']!r}: must be an integer >= 1")
-        compile_mode = h.get("compile", False)
-        if not isinstance(compile_mode, (bool, str)):
-            raise ValueError(f"compile = {compile_mode!r}: must be true, false or a torch.compile mode name")
-        if compile_mode:  # False | True | a torch.compile mode name
-            from agents.compile import CompiledUpdate
-            self._compiled = CompiledUpdate(self, mode=None if compile_mode is True else compile_mode)
+        self._compiled = self._compile_update() if mode != "none" else None
+
+    def _compile_update(self):
+        """The `compile` mode: the whole update as one graph (agents/compile.py)."""
+        from agents.compile import CompiledUpdate
+        return CompiledUpdate(self)
 
     def _build_networks(self, obs_dim: int, action_dim: int, h: dict) -> None:
         """`actor`, `critic` and `critic_target` on flat observations."""
@@ -107,11 +108,14 @@ class SAC(Agent):
         """One gradient step on critic, actor and temperature, then the target EMA
         (one compiled graph with `compile`, unless an optimizer has step hooks)."""
         self._update_calls += 1
-        actor_due = self._update_calls % self.actor_update_every == 0
+        # RLPD: the actor and alpha once per `actor_update_every` critic updates
+        return self._run_update(self._update_calls % self.actor_update_every == 0, batch)
+
+    def _update_step(self, actor_due: bool, batch) -> dict[str, torch.Tensor]:
         if self._compiled is not None and actor_due and self._compiled.supported():
             return self._compiled(batch)
         metrics = self.update_critic(batch)
-        if actor_due:  # RLPD: the actor and alpha once per `actor_update_every` critic updates
+        if actor_due:
             metrics.update(self.update_actor(batch.obs))
         self.update_target()
         return metrics

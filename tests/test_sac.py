@@ -167,14 +167,14 @@ def test_crelu_doubles_width_and_trains():
     assert all(torch.isfinite(v) for v in metrics.values())
 
 
-# ------------------------------------------------- compiled update (SAC(compile=True))
+# ------------------------------------------------- compiled update (SAC(compile="compile"))
 # Compiling takes 20-40 s on the 2-core CPU, so these are slow; one compiled agent serves all.
 
 def _twin_agents(**kw):
     torch.manual_seed(0)
     eager = SAC(5, 2, hidden_dims=(32, 32), **kw)
     torch.manual_seed(0)
-    compiled = SAC(5, 2, hidden_dims=(32, 32), compile=True, **kw)
+    compiled = SAC(5, 2, hidden_dims=(32, 32), compile="compile", **kw)
     return eager, compiled
 
 
@@ -232,11 +232,25 @@ def test_compiled_update_matches_eager_and_sees_in_place_changes():
     assert calls == [1]
     handle.remove()
     assert compiled._compiled.supported()
+    # a changed setting (guards are skipped once a signature ran) is seen: lr and tau
+    eager.load_training_state(copy.deepcopy(compiled.training_state()))
+    for agent in (eager, compiled):
+        for opt in agent.optimizers.values():
+            opt.param_groups[0]["lr"] = 1e-2
+        agent.tau = 0.5
+    _same_updates([eager, compiled], buf, 2, seed=40)
+    _assert_same_state(eager, compiled)
 
 
-def test_compile_option_defaults_off():
+def test_compile_modes_are_checked_and_booleans_are_the_old_spelling():
     agent = SAC(3, 1, hidden_dims=(8,))
-    assert agent.hparams["compile"] is False and agent._compiled is None
+    assert agent.hparams["compile"] == "none" and agent._compiled is None
+    assert SAC(3, 1, hidden_dims=(8,), compile=False).compile == "none"  # old checkpoints
+    assert SAC(3, 1, hidden_dims=(8,), compile=True).compile == "compile"
+    with pytest.raises(ValueError, match=r"compile = 'fast': allowed values are \['none', 'compile', 'cudagraphs'\]"):
+        SAC(3, 1, hidden_dims=(8,), compile="fast")
+    with pytest.raises(ValueError, match="'cudagraphs' needs a CUDA device"):
+        SAC(3, 1, hidden_dims=(8,), compile="cudagraphs", device="cpu")
 
 
 def test_actor_updates_once_per_k_critic_updates_and_the_count_is_saved():

@@ -1,0 +1,130 @@
+"""How an agent's update runs: `compile = none | compile | cudagraphs`.
+
+    none        eager PyTorch.
+    compile     torch.compile: SAC-family agents run the whole update as one graph
+                (agents/compile.py); the pixel Q-learning agents compile their loss (forward and
+                AOT backward) and keep the fused optimizer step eager.
+    cudagraphs  the `compile` step, captured once per update variant in a CUDA graph and
+                replayed (CUDA only). The batch is copied into the graph's static input tensors,
+                the metrics are cloned out of its static outputs.
+
+An agent splits `update(batch)` into a Python part (counters, and the hashable `key` of the
+decisions they imply, e.g. "actor update due", "target in sync") and a tensor-only
+`_update_step(key, batch)`; a graph is captured per (key, batch layout). Everything the
+graph reads or writes keeps its storage: parameters, optimizer states and targets are edited in
+place by the plasticity interventions (so a replay after a reset sees the reset weights), and
+learning rates are device tensors under `cudagraphs` (`group["lr"].fill_(x)` is seen by the
+graph; assigning a float is not). Replacing a state tensor (`load_state_dict` of an optimizer)
+needs `reset()`: the agent's `load_training_state` calls it. Schedules that change between
+updates (BBF's n and gamma) enter the graph only through the batch (n-step returns and
+discounts are computed when sampling), so they need no recapture.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_map
+
+COMPILE_MODES = ("none", "compile", "cudagraphs")
+
+
+def compile_mode(value, device) -> str:
+    """Normalise the `compile` setting (booleans are the old spelling: false = none, true =
+    compile) and refuse `cudagraphs` off CUDA, naming the allowed values."""
+    mode = {False: "none", None: "none", True: "compile"}.get(value, value) if not isinstance(value, str) else value
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile = {value!r}: allowed values are {list(COMPILE_MODES)}")
+    if mode == "cudagraphs" and torch.device(device).type != "cuda":
+        raise ValueError(f"compile = 'cudagraphs' needs a CUDA device, not {device!r}: "
+                         f"use compile = 'compile' or 'none' on {torch.device(device).type}")
+    return mode
+
+
+def learning_rate(lr: float, mode: str, device):
+    """A float for eager/compiled updates; a device tensor under `cudagraphs` (so a captured
+    optimizer step reads the current value)."""
+    return torch.tensor(float(lr), device=device) if mode == "cudagraphs" else lr
+
+
+def optimizer_options(mode: str) -> dict:
+    """Adam/AdamW options for `mode`: fused always (one kernel per step, CPU and CUDA);
+    capturable under `cudagraphs` (the step count stays on the device)."""
+    return {"fused": True, **({"capturable": True} if mode == "cudagraphs" else {})}
+
+
+class CudaGraph:
+    """A CUDA graph: `capture(fn)` records fn's kernels (returning its outputs, which become the
+    graph's static outputs); `replay()` runs them again."""
+
+    def __init__(self):
+        self.graph = torch.cuda.CUDAGraph()
+
+    def capture(self, fn):
+        with torch.cuda.graph(self.graph):
+            return fn()
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+def _layout(batch) -> tuple:
+    """What a captured graph is specific to: the batch's structure, shapes, dtypes, devices."""
+    leaves, spec = tree_flatten(batch)
+    return str(spec), tuple((t.shape, t.dtype, t.device) if torch.is_tensor(t) else t for t in leaves)
+
+
+class CapturedUpdate:
+    """Runs `step(key, batch) -> dict of tensors` as a replayed graph, one per (key, layout).
+
+    The first `warmup` calls of each key run eagerly (on a side stream on CUDA, as capture
+    requires: they allocate optimizer states and settle the compiled code); the next captures.
+    `graph_factory` builds the graph object (`CudaGraph`; tests pass a CPU stand-in)."""
+
+    def __init__(self, step, warmup: int = 3, graph_factory=CudaGraph):
+        self.step, self.warmup, self.graph_factory = step, warmup, graph_factory
+        self._graphs: dict = {}  # (key, layout) -> (graph, static batch, static outputs)
+        self._calls: dict = {}  # (key, layout) -> eager calls so far
+
+    def reset(self) -> None:
+        """Forget every graph (after a tensor they read was replaced, e.g. optimizer state)."""
+        self._graphs.clear()
+        self._calls.clear()
+
+    @property
+    def num_graphs(self) -> int:
+        return len(self._graphs)
+
+    def __call__(self, key, batch) -> dict:
+        slot = (key, _layout(batch))
+        entry = self._graphs.get(slot)
+        if entry is None:
+            calls = self._calls.get(slot, 0)
+            if calls < self.warmup:
+                self._calls[slot] = calls + 1
+                return self._eager(key, batch)
+            entry = self._graphs[slot] = self._capture(key, batch)
+        graph, static_batch, static_out = entry
+        for dst, src in zip(tree_flatten(static_batch)[0], tree_flatten(batch)[0]):
+            if torch.is_tensor(dst):
+                dst.copy_(src, non_blocking=True)
+        graph.replay()
+        return {k: v.clone() for k, v in static_out.items()}  # the next replay overwrites them
+
+    def _eager(self, key, batch) -> dict:
+        if not torch.cuda.is_available() or not _on_cuda(batch):
+            return self.step(key, batch)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            out = self.step(key, batch)
+        torch.cuda.current_stream().wait_stream(side)
+        return out
+
+    def _capture(self, key, batch):
+        static_batch = tree_map(lambda t: t.clone() if torch.is_tensor(t) else t, batch)
+        graph = self.graph_factory()
+        static_out = graph.capture(lambda: self.step(key, static_batch))
+        return graph, static_batch, static_out
+
+
+def _on_cuda(batch) -> bool:
+    return any(torch.is_tensor(t) and t.is_cuda for t in tree_flatten(batch)[0])
