@@ -30,13 +30,21 @@ COMPILE_MODES = ("none", "compile", "cudagraphs")
 def compile_mode(value, device) -> str:
     """Normalise the `compile` setting (booleans are the old spelling: false = none, true =
     compile) and refuse `cudagraphs` off CUDA, naming the allowed values."""
-    mode = {False: "none", None: "none", True: "compile"}.get(value, value) if not isinstance(value, str) else value
+    mode = value if isinstance(value, str) else {False: "none", None: "none", True: "compile"}.get(
+        value if isinstance(value, (bool, type(None))) else "?", value)
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile = {value!r}: allowed values are {list(COMPILE_MODES)}")
     if mode == "cudagraphs" and torch.device(device).type != "cuda":
         raise ValueError(f"compile = 'cudagraphs' needs a CUDA device, not {device!r}: "
                          f"use compile = 'compile' or 'none' on {torch.device(device).type}")
     return mode
+
+
+def compile_loss(fn):
+    """torch.compile for a loss function (forward and AOT backward): static shapes, and random
+    draws through eager's generator in eager's order (`fallback_random`), so a compiled run
+    draws the same augmentation and noise as an eager one with the same seed."""
+    return torch.compile(fn, dynamic=False, options={"fallback_random": True})
 
 
 def learning_rate(lr: float, mode: str, device):

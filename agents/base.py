@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agents.acceleration import CapturedUpdate, compile_mode
+from agents.acceleration import CapturedUpdate, compile_mode, learning_rate
 from agents.serialization import atomic_save
 
 
@@ -47,15 +47,23 @@ class Agent(nn.Module):
         """Record the normalised `compile` mode; under `cudagraphs`, updates run through a
         `CapturedUpdate` of `_update_step`. Call after `self.device` is set."""
         self.compile = self.hparams["compile"] = compile_mode(value, self.device)
-        self._graphed = CapturedUpdate(self._update_step) if self.compile == "cudagraphs" else None
+        self._graphed = (CapturedUpdate(lambda key, batch: self._update_step(key[0], batch))
+                         if self.compile == "cudagraphs" else None)
         return self.compile
 
     def _run_update(self, key, batch) -> dict:
         """`_update_step(key, batch)`, replayed from a CUDA graph under `cudagraphs`. `key`
         holds the Python-side decisions of this update (hashable): one graph per key."""
-        if self._graphed is not None:
-            return self._graphed(key, batch)
+        if self._graphed is not None:  # optimizer hooks run inside the graph: a change recaptures
+            return self._graphed((key, self._optimizer_hooks()), batch)
         return self._update_step(key, batch)
+
+    def _optimizer_hooks(self) -> tuple:
+        """The step hooks of every optimizer (and the global ones), by identity."""
+        from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+        return (tuple(_global_optimizer_pre_hooks), tuple(_global_optimizer_post_hooks),
+                *(tuple(o._optimizer_step_pre_hooks) + tuple(o._optimizer_step_post_hooks)
+                  for o in self.optimizers.values()))
 
     def _update_step(self, key, batch) -> dict:
         raise NotImplementedError(f"{type(self).__name__} has no graph-capturable update step")
@@ -69,6 +77,9 @@ class Agent(nn.Module):
         self.load_state_dict(state["model"])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+        for opt in self.optimizers.values():  # a loaded lr is a float: back to this mode's type
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(float(group["lr"]), self.compile, self.device)
         if self._graphed is not None:  # the optimizer state tensors were replaced
             self._graphed.reset()
 

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from agents.acceleration import learning_rate, optimizer_options
+from agents.acceleration import compile_loss, learning_rate, optimizer_options
 from agents.augment import random_intensity, random_shift
 from agents.base import Agent
 from agents.bbf_networks import BBFNetwork, spr_loss
@@ -105,7 +105,7 @@ class BBF(ConvPrecision, Agent):
              {"params": no_decay, "weight_decay": 0.0}],
             lr=learning_rate(h["lr"], mode, self.device), eps=h["adam_eps"], **optimizer_options(mode))}
         # `compile`: the C51 + SPR losses (forward and AOT backward) as a compiled graph
-        self._losses_fn = self.losses if mode == "none" else torch.compile(self.losses, dynamic=False)
+        self._losses_fn = self.losses if mode == "none" else compile_loss(self.losses)
         self._act_steps, self._cycle_updates = 0, 0
 
     # ------------------------------------------------------------- schedules

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.acceleration import compile_loss
 from agents.augment import random_shift
 from agents.encoders import ConvPrecision, PixelEncoder
 from agents.networks import EnsembleCritic, TanhGaussianActor
@@ -121,8 +122,8 @@ class DrQ(ConvPrecision, SAC):
     def _compile_update(self):
         """The `compile` mode for DrQ: the critic and actor losses (forward and AOT backward)
         as compiled graphs; the fused Adam steps and the target EMA stay eager."""
-        self._critic_loss_fn = torch.compile(self.critic_loss, dynamic=False)
-        self._actor_loss_fn = torch.compile(self.actor_loss, dynamic=False)
+        self._critic_loss_fn = compile_loss(self.critic_loss)
+        self._actor_loss_fn = compile_loss(self.actor_loss)
         return None
 
     def _update_step(self, actor_due: bool, batch) -> dict[str, torch.Tensor]:
@@ -159,6 +160,6 @@ class DrQ(ConvPrecision, SAC):
             return super().actor_loss(features)
 
     def update_critic(self, batch) -> tuple[dict, torch.Tensor]:
-        loss, metrics, features = self.critic_loss(batch)
+        loss, metrics, features = self._critic_loss_fn(batch)
         self._step(loss, self._critic_params, ("critic",))
         return metrics, features

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.acceleration import learning_rate, optimizer_options
+from agents.acceleration import compile_loss, learning_rate, optimizer_options
 from agents.augment import random_intensity, random_shift
 from agents.base import Agent
 from agents.encoders import ConvPrecision
@@ -199,7 +199,7 @@ class DrQAtari(ConvPrecision, Agent):
                                                       lr=learning_rate(h["lr"], mode, self.device),
                                                       **optimizer_options(mode))}
         # `compile`: the TD loss (forward and AOT backward) as a compiled graph
-        self._td_loss_fn = self.td_loss if mode == "none" else torch.compile(self.td_loss, dynamic=False)
+        self._td_loss_fn = self.td_loss if mode == "none" else compile_loss(self.td_loss)
         self._act_steps, self._update_calls = 0, 0
         # True while the target's weights equal the online ones (a hard copy and no step or
         # intervention since): Q'(s') is then Q(s'), and the target forward is skipped

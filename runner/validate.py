@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from agents import AGENTS
+from agents.acceleration import COMPILE_MODES
 from agents.networks import ACTIVATIONS
 from envs import EnvIdError, check_env_id
 
@@ -91,6 +92,14 @@ def validate_config(cfg: dict) -> None:
             ("channels_last", lambda v: isinstance(v, bool), "true or false (NHWC conv memory format)")):
         if key in own:
             _check(e, cfg, f"agent.{key}", ok, allowed)
+    if "compile" in own:
+        _check(e, cfg, "agent.compile", lambda v: v in COMPILE_MODES or isinstance(v, bool),
+               f"one of {list(COMPILE_MODES)} (how updates run; cudagraphs needs CUDA)")
+        device = cfg.get("device", "auto")
+        if (agent.get("compile") == "cudagraphs" and device in DEVICES
+                and resolve_device(device).type != "cuda"):
+            e.append(f"agent.compile = 'cudagraphs': needs a CUDA device, and this run's device is "
+                     f"{device!r} ({resolve_device(device)}); use agent.compile=compile or none on a CPU")
     m, n = agent.get("num_target_critics"), agent.get("num_critics")
     if "num_target_critics" in own and m is not None and not (_is_int(m) and _is_int(n) and 1 <= m <= n):
         e.append(f"agent.num_target_critics = {m!r}: must be null or an integer in [1, num_critics={n}]")

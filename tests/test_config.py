@@ -46,6 +46,9 @@ def test_default_config_is_valid():
     (["seed=abc"], "seed = 'abc': must be an integer"),
     (["threads=0"], "threads = 0: must be null (torch's default) or an integer >= 1"),
     (["threads=many"], "threads = 'many': must be null"),
+    (["agent.compile=fast"], "agent.compile = 'fast': must be one of ['none', 'compile', 'cudagraphs']"),
+    (["agent=bbf", "env=atari/pong", "agent.compile=jit"], "agent.compile = 'jit': must be one of"),
+    (["device=cpu", "agent.compile=cudagraphs"], "agent.compile = 'cudagraphs': needs a CUDA device, and this run's device is 'cpu'"),
 ])
 def test_bad_value_names_key_and_allowed(overrides, message):
     with pytest.raises(ConfigError) as err:
