@@ -2,14 +2,20 @@
 
 Timed: `agent.sample_batch(buffer, 32)` (prioritized sequences of 1 + 5 steps with the annealed
 n-step) + `agent.update` (C51 + SPR, AdamW, target EMA, new priorities written back), from a
-`ReplayBuffer.for_pixels` filled with random (4, 84, 84) frame stacks. The projection multiplies
-by the updates of one 100k-step game at `--replay-ratio` (2: the lecture's table; 8: the paper's
+`ReplayBuffer.for_pixels` filled with random (4, 84, 84) frame stacks. plasticrl is measured once
+per `--modes` entry (agents/acceleration.py: `none` eager, `compile` the losses through
+torch.compile, `cudagraphs` the whole update captured in a CUDA graph; CUDA only), each with its
+own agent and buffer; compilation and capture happen in the untimed warm-up.
+The projection multiplies by the updates of one 100k-step game at each of `--replay-ratios`
+(2: the lecture's table and the GPU issue's target, under 20 minutes on an H100; 8: the paper's
 headline); env steps, acting and evaluation are not included. The lecture's table puts BBF at
-about 1.4 GPU hours per run; our target on an H100 is under 20 minutes.
+about 1.4 GPU hours per run.
 The peer in the same run (interleaved rounds, medians) is stable-baselines3's DQN("CnnPolicy")
 at the same batch: a much smaller Nature-DQN update, given for scale, not as an equal.
-    python bench/bbf_throughput.py [--device cpu|cuda] [--width 4] [--threads N] [--rounds 3]
-        [--updates-per-round 5] [--replay-ratio 2] [--no-sb3]
+    python bench/bbf_throughput.py --device cuda --rounds 5 --updates-per-round 50   # the GPU issue
+    python bench/bbf_throughput.py --threads 1 --rounds 3 --updates-per-round 3      # 2-core CPU
+    python bench/bbf_throughput.py [--device cpu|cuda] [--modes none,compile,cudagraphs] [--width 4]
+        [--threads N] [--rounds 3] [--updates-per-round 5] [--replay-ratios 2,8] [--no-sb3]
 """
 from __future__ import annotations
 
@@ -26,23 +32,24 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable without installing
 sys.path.insert(0, str(ROOT / "bench"))
-from pixel_throughput import SB3, SETTINGS, hours, random_stream, spaces_for, sync, timed  # noqa: E402
+from pixel_throughput import SB3, SETTINGS, agent_config, hours, random_stream, spaces_for, sync, timed  # noqa: E402
+from sac_throughput import parse_modes, run_header  # noqa: E402
 
 from agents import make_agent  # noqa: E402
+from agents.bbf import projected_wall_time  # noqa: E402
 from replay import PrioritizedSampler, ReplayBuffer  # noqa: E402
 
 ATARI_100K = 100_000
+CAPTURE_CALLS = 5  # extra warm-up updates under cudagraphs: 3 eager (CapturedUpdate.warmup), capture, replay
 
 
 class OursBBF:
     """plasticrl's BBF on a prioritized frame-once buffer."""
 
-    def __init__(self, obs_space, act_space, width: int, device):
-        import yaml
-        with open(ROOT / "configs" / "agent" / "bbf.yaml") as f:
-            cfg = yaml.safe_load(f)
-        cfg["width_scale"] = width
-        self.name, self.device = f"plasticrl BBF (width {width})", torch.device(device)
+    def __init__(self, obs_space, act_space, width: int, device, mode: str = "none"):
+        cfg = agent_config("bbf")
+        cfg["width_scale"], cfg["compile"] = width, mode
+        self.name, self.mode, self.device = f"plasticrl BBF {mode}", mode, torch.device(device)
         self.agent = make_agent(cfg, obs_space, act_space, device)
         self.batch, self.buffer = cfg["batch_size"], None
         self.params = sum(p.numel() for p in self.agent.critic.parameters())
@@ -64,23 +71,31 @@ class OursBBF:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--modes", default=None,
+                   help="comma list of plasticrl compile modes, one row each (default: none on cpu, "
+                        "where one update takes seconds; none,compile,cudagraphs on cuda)")
     p.add_argument("--width", type=int, default=4, help="Impala width scale (BBF: 4)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--updates-per-round", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=2,
+                   help=f"untimed updates per library (+{CAPTURE_CALLS} under cudagraphs)")
     p.add_argument("--transitions", type=int, default=5000)
-    p.add_argument("--replay-ratio", type=int, default=2)
+    p.add_argument("--replay-ratios", default="2,8",
+                   help="replay ratios of the projected wall time per 100k-step game (comma list)")
     p.add_argument("--no-sb3", action="store_true")
     args = p.parse_args()
+    on_cuda = torch.device(args.device).type == "cuda"
+    modes = parse_modes(args.modes or ("none,compile,cudagraphs" if on_cuda else "none"), args.device)
+    ratios = [int(r) for r in args.replay_ratios.split(",") if r.strip()]
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    load_before = os.getloadavg()
+    header = run_header(args.device)  # the load average before the run
     obs_space, act_space = spaces_for("atari", 18, 6)
-    libs = [OursBBF(obs_space, act_space, args.width, args.device)]
+    libs = [OursBBF(obs_space, act_space, args.width, args.device, mode) for mode in modes]
     if not args.no_sb3:
         libs.append(SB3("atari", obs_space, act_space, 32, args.device, args.transitions, 10))
     episode = SETTINGS["atari"]["episode"]
@@ -89,25 +104,36 @@ def main() -> None:
         for add in adds:
             add(*transition)
     for lib in libs:
-        print(f"warm-up {lib.name}: {timed(lib.updates, args.warmup):.1f} s for {args.warmup}", flush=True)
+        n = args.warmup + (CAPTURE_CALLS if getattr(lib, "mode", None) == "cudagraphs" else 0)
+        print(f"warm-up {lib.name}: {timed(lib.updates, n):.1f} s for {n}", flush=True)
     rates = {lib.name: [] for lib in libs}
     for r in range(args.rounds):
         for lib in libs:
             rates[lib.name].append(args.updates_per_round / timed(lib.updates, args.updates_per_round))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {v[-1]:.2f}/s" for n, v in rates.items()),
               flush=True)
-    device = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-              else f"cpu ({torch.get_num_threads()} torch threads)")
-    print(f"\nBBF gradient updates/s at batch 32 on {device}, torch {torch.__version__}; "
-          f"{libs[0].params / 1e6:.1f}M parameters; load {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}")
-    print(f"{'library':28s} {'updates/s':>10s} {'min':>8s} {'max':>8s} {'ms/update':>10s}")
+    print()
+    print(header)
+    print(f"BBF gradient updates/s at batch 32, width {args.width} ({libs[0].params / 1e6:.1f}M parameters), "
+          f"18 actions; median of {args.rounds} interleaved rounds of {args.updates_per_round} updates; "
+          f"load average at end {os.getloadavg()[0]:.2f}")
+    print(f"{'library':28s} {'updates/s':>10s} {'min':>8s} {'max':>8s} {'ms/update':>10s}"
+          + "".join(f" {'game @ rr ' + str(rr):>14s}" for rr in ratios))
+    med = {name: statistics.median(values) for name, values in rates.items()}
     for name, values in rates.items():
-        med = statistics.median(values)
-        print(f"{name:28s} {med:10.2f} {min(values):8.2f} {max(values):8.2f} {1e3 / med:10.1f}")
-    ours = statistics.median(rates[libs[0].name])
-    updates = ATARI_100K * args.replay_ratio
-    print(f"projected wall time of one 100k-step game at replay ratio {args.replay_ratio}: "
-          f"{updates} updates / {ours:.2f} per s = {hours(updates / ours)} (updates only)")
+        game = "".join(f" {hours(projected_wall_time(med[name], ATARI_100K, rr)):>14s}" for rr in ratios)
+        print(f"{name:28s} {med[name]:10.2f} {min(values):8.2f} {max(values):8.2f} {1e3 / med[name]:10.1f}"
+              + (game if name.startswith("plasticrl") else ""))
+    for lib in libs[:len(modes)]:
+        for rr in ratios:
+            updates = ATARI_100K * rr
+            print(f"projected wall time of one 100k-step game, {lib.name}, replay ratio {rr}: "
+                  f"{updates} updates / {med[lib.name]:.2f} per s = "
+                  f"{hours(projected_wall_time(med[lib.name], ATARI_100K, rr))} (updates only)")
+    if "plasticrl BBF none" in med:
+        for name in med:
+            if name.startswith("plasticrl") and name != "plasticrl BBF none":
+                print(f"ratio {name} / plasticrl BBF none: {med[name] / med['plasticrl BBF none']:.2f}x")
 
 
 if __name__ == "__main__":
