@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable without installing
 sys.path.insert(0, str(ROOT / "bench"))
 from pixel_throughput import SB3, SETTINGS, agent_config, hours, random_stream, spaces_for, sync, timed  # noqa: E402
-from sac_throughput import parse_modes, run_header  # noqa: E402
+from sac_throughput import parse_modes, start_run  # noqa: E402
 
 from agents import make_agent  # noqa: E402
 from agents.bbf import projected_wall_time  # noqa: E402
@@ -89,11 +88,7 @@ def main() -> None:
     on_cuda = torch.device(args.device).type == "cuda"
     modes = parse_modes(args.modes or ("none,compile,cudagraphs" if on_cuda else "none"), args.device)
     ratios = [int(r) for r in args.replay_ratios.split(",") if r.strip()]
-    warnings.filterwarnings("ignore")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    header = run_header(args.device)  # the load average before the run
+    header = start_run(args.threads, args.device)
     obs_space, act_space = spaces_for("atari", 18, 6)
     libs = [OursBBF(obs_space, act_space, args.width, args.device, mode) for mode in modes]
     if not args.no_sb3:

@@ -40,17 +40,15 @@ import argparse
 import os
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable without installing
 sys.path.insert(0, str(ROOT / "bench"))
 from pixel_throughput import SB3, agent_config, sync, timed  # noqa: E402
-from sac_throughput import parse_modes, run_header  # noqa: E402
+from sac_throughput import parse_modes, start_run  # noqa: E402
 
 from agents import make_agent  # noqa: E402
 from envs import make_env  # noqa: E402
@@ -151,12 +149,7 @@ def main() -> None:
         raise SystemExit(f"--warmup {args.warmup} < --batch {args.batch}: fill the buffer with a batch at least")
     if "cudagraphs" in modes and args.warmup_updates < 5:
         raise SystemExit("--warmup-updates must be >= 5 under cudagraphs (3 eager calls, capture, replay)")
-    warnings.filterwarnings("ignore")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    header = run_header(args.device)  # the load average before the run
+    header = start_run(args.threads, args.device)
 
     settle = 2  # untimed learning steps per replay ratio after the warm-up updates
     run_steps = args.warmup + settle * len(ratios) + args.rounds * len(ratios) * args.steps

@@ -93,6 +93,18 @@ def run_header(device) -> str:
             f"load average {load}")
 
 
+def start_run(threads, device) -> str:
+    """What every bench does first: warnings off, `threads` torch threads (None: torch's
+    default), torch and numpy seeded with 0. Returns the run header, taken now (the load
+    average before the run)."""
+    warnings.filterwarnings("ignore")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    return run_header(device)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -172,12 +184,7 @@ def main():
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every row")
     args = p.parse_args()
     modes = parse_modes(args.modes or default_modes(args.device), args.device)
-    warnings.filterwarnings("ignore")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    header = run_header(args.device)  # the load average before the run
+    header = start_run(args.threads, args.device)
 
     common = (args.env, args.replay_ratio, args.batch_size, args.warmup, args.device)
     libs = [Ours(*common, mode=mode) for mode in modes]
