@@ -48,10 +48,7 @@ def _adam_(params, grads, states, lr, beta1, beta2, eps) -> None:
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         denom = (v.sqrt() / bias2_sqrt[i]).add_(eps)
-        if torch.is_tensor(lr):  # a learning-rate tensor (cudagraphs): read at every call
-            p.sub_(m / denom * (lr / bias1[i]))
-        else:
-            p.addcdiv_(m, denom, value=-lr / bias1[i])
+        p.sub_(m / denom * (lr / bias1[i]))  # tensor arithmetic: addcdiv's value= would read a scalar on the host
 
 
 class CompiledUpdate:
