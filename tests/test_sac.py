@@ -233,7 +233,7 @@ def test_compiled_update_matches_eager_and_sees_in_place_changes():
     assert calls == [1]
     handle.remove()
     assert compiled._compiled.supported()
-    # a changed setting (guards are skipped once a signature ran) is seen: lr and tau
+    # a changed setting (a new signature: traced and compiled again) is seen: lr and tau
     eager.load_training_state(copy.deepcopy(compiled.training_state()))
     for agent in (eager, compiled):
         for opt in agent.optimizers.values():
@@ -241,6 +241,11 @@ def test_compiled_update_matches_eager_and_sees_in_place_changes():
         agent.tau = 0.5
     _same_updates([eager, compiled], buf, 2, seed=40)
     _assert_same_state(eager, compiled)
+    with torch.profiler.profile() as prof:  # no scalar read on the host inside the graph
+        compiled._compiled(buf.sample(64))
+    ops = {e.name for e in prof.events()}
+    assert "aten::_local_scalar_dense" not in ops and "aten::item" not in ops
+    assert any("CompiledFxGraph" in name for name in ops)  # the profile saw the compiled graph run
 
 
 def test_compile_modes_are_checked_and_booleans_are_the_old_spelling():
