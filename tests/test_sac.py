@@ -248,6 +248,24 @@ def test_compiled_update_matches_eager_and_sees_in_place_changes():
     assert any("CompiledFxGraph" in name for name in ops)  # the profile saw the compiled graph run
 
 
+def test_compiled_update_reads_learning_rate_tensors_at_every_call():
+    """Under `cudagraphs` the learning rates are tensors (inputs of the graph, not constants):
+    the same path on the CPU, and an in-place change of the value needs no new graph."""
+    eager, compiled = _twin_agents()
+    buf = random_buffer()
+    for agent in (eager, compiled):
+        for opt in agent.optimizers.values():
+            opt.param_groups[0]["lr"] = torch.tensor(1e-2)
+    _same_updates([eager, compiled], buf, 2, seed=10)
+    _assert_same_state(eager, compiled)
+    for agent in (eager, compiled):
+        for opt in agent.optimizers.values():
+            opt.param_groups[0]["lr"].fill_(3e-3)
+    _same_updates([eager, compiled], buf, 2, seed=20)
+    _assert_same_state(eager, compiled)
+    assert len(compiled._compiled._graphs) == 1
+
+
 def test_compile_modes_are_checked_and_booleans_are_the_old_spelling():
     agent = SAC(3, 1, hidden_dims=(8,))
     assert agent.hparams["compile"] == "none" and agent._compiled is None
