@@ -5,8 +5,9 @@ forward), the Adam step, actor + temperature loss, gradient and Adam step, and t
 EMA are traced once (`make_fx`, fake tensors) into one aten graph whose inputs are an explicit
 flat list of tensors: every parameter (critic, target, actor, log alpha), every Adam state
 (step, exp_avg, exp_avg_sq) and the batch. `torch._inductor.compile` turns it into one
-callable, and each update calls it with that list: no dynamo frame evaluation or guard
-check per call (~0.3-0.5 ms of a ~5 ms update on the 2-core CPU; BENCHMARKS.md).
+callable, and each update calls it with that list: no host sync inside the graph (tested),
+no dynamo frame evaluation or guard check per call (~0.3-0.5 ms of a ~5 ms update on the
+2-core CPU; BENCHMARKS.md).
 Parameters, Adam moments and step counts are updated in place, so their storage never changes
 and in-place edits from outside (plasticity interventions, `load_state_dict`) are seen by the
 next call; the optimizer state tensors are read from the optimizers at every call, so
