@@ -7,7 +7,15 @@ the same as reading pixel (clamp(i + dy, 0, H-1), clamp(j + dx, 0, W-1)) of the 
 shift is one gather with clamped indices and no padded copy:
 
     out[b, c, i, j] = x[b, c, clamp(i + dy_b, 0, H-1), clamp(j + dx_b, 0, W-1)],
-    dy_b, dx_b ~ U{-pad, ..., pad} independently per image.
+    dy_b, dx_b ~ U{-pad, ..., pad} independently per image            (high_inclusive=True)
+    dy_b, dx_b ~ U{-pad, ..., pad - 1} independently per image        (high_inclusive=False)
+
+The two ranges are the two references' crop offsets: jaxrl's DrQ (evgenii-nikishin/rl_with_resets
+continuous_control/agents/drq/augmentations.py, `randint(key, (2,), 0, 2 * padding + 1)`: offsets
+0..2 pad, the DMC default) and Dopamine / BBF (google/dopamine dopamine/labs/atari_100k/
+atari_100k_rainbow_agent.py `_per_image_random_crop` and google-research bigger_better_faster/bbf/
+spr_networks.py `drq_image_aug`: `randint(0, img.shape[1] - width)` = offsets 0..2 pad - 1, an
+exclusive maximum: the Atari range).
 
 random_intensity (Schwarzer et al. 2021, SPR; part of Dopamine's DrQ augmentation):
 out_b = x_b * (1 + scale * clip(eps_b, -2, 2)), eps_b ~ N(0, 1), one factor per image.
@@ -22,8 +30,10 @@ from __future__ import annotations
 import torch
 
 
-def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-image random shift by up to `pad` pixels each way with edge padding.
+def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None, *,
+                 high_inclusive: bool = True) -> torch.Tensor:
+    """Per-image random shift with edge padding: -pad..pad each way, or -pad..pad-1 with
+    `high_inclusive=False` (the Dopamine/BBF Atari crop; see the module doc).
 
     images: [B, C, H, W], uint8 or float -> float [B, C, H, W] (same value scale)."""
     if images.dim() != 4:
@@ -34,7 +44,8 @@ def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator 
     if pad < 0:
         raise ValueError(f"pad = {pad}: must be >= 0")
     b, c, h, w = x.shape
-    shift = torch.randint(-pad, pad + 1, (b, 2), device=x.device, generator=generator)  # [B, (dy, dx)]
+    high = pad + 1 if high_inclusive else pad  # exclusive bound of the shift
+    shift = torch.randint(-pad, high, (b, 2), device=x.device, generator=generator)  # [B, (dy, dx)]
     rows = (torch.arange(h, device=x.device) + shift[:, :1]).clamp_(0, h - 1)  # [B, H]
     cols = (torch.arange(w, device=x.device) + shift[:, 1:]).clamp_(0, w - 1)  # [B, W]
     flat_idx = rows[:, :, None] * w + cols[:, None, :]  # [B, H, W] index into H*W

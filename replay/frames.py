@@ -1,9 +1,18 @@
 """Pixel replay: every frame is stored once and frame stacks are rebuilt when sampling.
 
 Observations are uint8 stacks `[k * C, H, W]` of the `k` newest frames, newest LAST
-(`obs[-C:]`). At an episode start the env pads its stack by repeating the first frame
-(`padding="repeat"`, gymnasium `FrameStackObservation(padding_type="reset")`) or with zero
-frames (`padding="zero"`); the first add of every episode checks this on the host.
+(`obs[-C:]`). At an episode start the env pads its stack, and the constructor's `padding` says how
+(the first add of every episode checks it on the host):
+
+- `padding="repeat"` (the default; DMC pixels): the first frame repeated, as jaxrl's / DrQ's
+  frame stack and gymnasium `FrameStackObservation(padding_type="reset")`;
+- `padding="zero"` (Atari): zero frames, as the acting stack of BBF/Dopamine (google/dopamine
+  dopamine/labs/atari_100k/atari_100k_rainbow_agent.py `reset_all`/`reset_one`) and their replay:
+  google-research bigger_better_faster/bbf/replay_memory/subsequence_replay_buffer.py masks the
+  frames before the last terminal in the stack with zeros (`result * mask`), and dopamine
+  dopamine/jax/replay_memory/accumulator.py fills only the current trajectory into a zero stack.
+  A life loss is a terminal there (`terminal_on_life_loss`), so with `terminated=True` at a life
+  loss each life is an episode here and replayed stacks equal the env's [0, .., 0, o] stacks.
 
 Layout: one ring of `capacity` slots, each holding ONE frame plus the transition data:
 

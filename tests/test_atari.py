@@ -62,8 +62,9 @@ def test_spaces_padding_and_newest_last():
     assert env.action_space == gymnasium.spaces.Discrete(4)  # minimal set
     assert env.get_action_meanings() == ["NOOP", "FIRE", "RIGHT", "LEFT"]
     obs, info = env.reset(seed=3)
-    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8 and obs.any()
-    assert all(np.array_equal(obs[i], obs[-1]) for i in range(3))  # repeat-padded
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8 and obs[-1].any()
+    # zero-padded, as BBF/Dopamine's acting stack (was repeat-padded before the reference check)
+    assert not obs[:-1].any()
     frame = env.render()
     assert frame.shape == (210, 160, 3) and frame.dtype == np.uint8
     prev = obs
@@ -71,7 +72,7 @@ def test_spaces_padding_and_newest_last():
         obs = env.step(1)[0]
         assert np.array_equal(obs[:-1], prev[1:])  # shifts left: the newest frame is last
         if t == 0:
-            assert all(np.array_equal(obs[i], prev[-1]) for i in range(3))
+            assert not obs[:2].any() and np.array_equal(obs[2], prev[-1])
         prev = obs
 
 
@@ -82,7 +83,9 @@ def test_max_pool_of_last_two_frames_matches_raw_ale():
     for _ in range(60):
         action = int(rng.integers(env.action_space.n))
         state = env.ale.cloneState()
-        obs, _, terminated, _, _ = env.step(action)
+        obs, _, terminated, _, info = env.step(action)
+        if info["life_lost"]:  # the step stops early (AtariPreprocessing, also in evaluation)
+            continue
         after = env.ale.cloneState()
         env.ale.restoreState(state)  # replay the same 4 frames on the raw ALE
         frames = []
@@ -115,12 +118,14 @@ def test_frames_equal_gymnasium_atari_preprocessing():
 
 
 def test_noop_starts_within_bounds():
+    """0..29 NOOP agent steps of 4 frames (BBF/Dopamine runner); was 1..30 raw frames before.
+    The exact coverage is in tests/test_atari_protocol.py."""
     env = make_atari("Pong", seed=1, max_episode_steps=1)
     counts = []
     for i in range(40):
         _, info = env.reset(seed=i if i % 2 else None)
-        assert 1 <= info["noops"] <= 30 and not info["continued"]
-        assert info["episode_frame_number"] == info["noops"]  # one NOOP frame each
+        assert 0 <= info["noops"] <= 29 and not info["continued"]
+        assert info["episode_frame_number"] == 4 * info["noops"]  # one NOOP agent step each
         counts.append(info["noops"])
         assert env.step(0)[3]  # a 1-step cap: truncated, so the next reset is a new game
     assert len(set(counts)) > 5
@@ -164,11 +169,12 @@ def test_life_loss_terminal_only_in_training_and_game_continues():
         new_obs, reset_info = env.reset(seed=123)  # continues: same game, stack restarts
         assert reset_info["continued"] and reset_info["lives"] == info["lives"]
         assert reset_info["episode_frame_number"] == frame_number
-        assert all(np.array_equal(new_obs[i], obs[-1]) for i in range(4))
+        # zero-padded [0, 0, 0, o] (BBF's reset_one), was repeat-padded [o, o, o, o] before
+        assert not new_obs[:3].any() and np.array_equal(new_obs[3], obs[-1])
     assert life_losses == 4 and info["lives"] == 0
     _, info = env.reset(seed=1)  # a game over: a real new game
     assert not info["continued"] and info["lives"] == 5
-    assert info["episode_frame_number"] == info["noops"]
+    assert info["episode_frame_number"] == 4 * info["noops"]
 
     ev = make_atari("Breakout", seed=0, training=False)
     _, info = ev.reset(seed=0)
@@ -199,7 +205,7 @@ def test_episode_cap_truncates_and_starts_a_new_game():
         assert truncated == (t == 49) and not terminated
     assert info["game_over"]  # the cap ends the game: the next reset starts a new one
     _, info = env.reset()
-    assert not info["continued"] and info["episode_frame_number"] == info["noops"]
+    assert not info["continued"] and info["episode_frame_number"] == 4 * info["noops"]
     assert make_atari("Pong").max_episode_steps == 27_000
 
 

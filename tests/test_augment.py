@@ -1,6 +1,7 @@
 """Augmentations: every random_shift output is an edge-padded crop with |shift| <= pad (checked
-against all (2 pad + 1)^2 candidate crops), shifts differ per image and cover {-pad..pad}, a
-generator reproduces them; random_intensity scales each image by one bounded factor."""
+against all (2 pad + 1)^2 candidate crops), shifts differ per image and cover {-pad..pad}
+(jaxrl's DrQ) or exactly {-pad..pad-1} with high_inclusive=False (Dopamine/BBF's Atari crop),
+a generator reproduces them; random_intensity scales each image by one bounded factor."""
 import pytest
 import torch
 from torch.nn import functional as F
@@ -69,6 +70,40 @@ def test_generator_reproducibility_and_zero_pad():
         random_shift(images, -1)
     with pytest.raises(ValueError):
         random_shift(images[0], 4)
+
+
+def one_hot_shifts(pad: int, high_inclusive: bool, n: int = 4000) -> list:
+    """(dy, dx) of each image from where a one-hot interior pixel lands after the shift."""
+    h = w = 2 * pad + 5
+    images = torch.zeros(n, 1, h, w)
+    images[:, 0, h // 2, w // 2] = 1.0  # far enough from the edges: no clamping reaches it
+    out = random_shift(images, pad, torch.Generator().manual_seed(0), high_inclusive=high_inclusive)
+    assert torch.equal(out.sum((1, 2, 3)), torch.ones(n))  # the pixel moved, nothing else
+    where = out.flatten(1).argmax(1)  # out[i, j] = x[i + dy, j + dx]: the one lands at c - d
+    return list(zip((h // 2 - where // w).tolist(), (w // 2 - where % w).tolist()))
+
+
+def test_reference_atari_range_is_exactly_minus_pad_to_pad_minus_1():
+    """Dopamine/BBF: crop offset randint(0, 2 pad), exclusive max, so shifts -4..+3 for pad 4."""
+    shifts = one_hot_shifts(4, high_inclusive=False)
+    assert {dy for dy, _ in shifts} == {dx for _, dx in shifts} == set(range(-4, 4))
+    assert len(set(shifts)) == 64  # dy and dx drawn independently: every pair occurs
+    shifts = one_hot_shifts(4, high_inclusive=True)  # the default, DMC DrQ (jaxrl): -4..+4
+    assert {dy for dy, _ in shifts} == {dx for _, dx in shifts} == set(range(-4, 5))
+    assert len(set(shifts)) == 81
+    assert {s for s in one_hot_shifts(1, high_inclusive=False)} == {(-1, -1), (-1, 0), (0, -1),
+                                                                    (0, 0)}
+
+
+def test_high_inclusive_default_keeps_the_draws():
+    """The default is the old call: the same generator gives the same images (DMC unchanged)."""
+    images = torch.randint(0, 256, (8, 3, 12, 12), dtype=torch.uint8)
+    a = random_shift(images, 4, generator=torch.Generator().manual_seed(5))
+    b = random_shift(images, 4, generator=torch.Generator().manual_seed(5), high_inclusive=True)
+    assert torch.equal(a, b)
+    g = torch.Generator().manual_seed(5)
+    shift = torch.randint(-4, 5, (8, 2), generator=g)  # the old draw, written out
+    assert recover_shifts(images, a, 4) == [tuple(r) for r in shift.tolist()]
 
 
 def test_random_intensity_is_one_bounded_factor_per_image():

@@ -103,6 +103,27 @@ def test_zero_padding_really_is_zero_and_repeat_repeats():
             assert obs == [[0, 0, 0, first], [0, 0, first, 2]] and nxt == [[0, first, 2, 3]]
 
 
+def test_zero_padding_after_a_life_loss_and_repeat_default():
+    """Atari (BBF/Dopamine): a life loss ends the agent's episode (terminated) and the game goes
+    on from the same frame with the stack zeroed, [0, 0, 0, o]; replay restacks exactly that.
+    The default stays 'repeat' (DMC pixels, jaxrl's frame stack)."""
+    assert FrameStorage(8, (1, 1, 1), 4).padding == "repeat"
+    life = [np.array([[[v]]], np.uint8) for v in (5, 6, 7)]  # frames of the first life
+    z = np.zeros((1, 1, 1), np.uint8)
+    storage = FrameStorage(12, (1, 1, 1), 4, padding="zero")
+    obs0, obs1, obs2 = [z, z, z, life[0]], [z, z, life[0], life[1]], [z, life[0], life[1], life[2]]
+    restart = [z, z, z, life[2]]  # the next life starts from the life-loss frame, zero-padded
+    nxt = [z, z, life[2], np.full((1, 1, 1), 9, np.uint8)]
+    steps = [(obs0, obs1, False), (obs1, obs2, True), (restart, nxt, False)]
+    for i, (o, n, term) in enumerate(steps):
+        storage.add(np.concatenate(o), i, 0.0, np.concatenate(n), term, False)
+    idx = storage.valid.nonzero().squeeze(1)
+    assert storage.gather("obs", idx).flatten(1).tolist() == [[0, 0, 0, 5], [0, 0, 5, 6],
+                                                               [0, 0, 0, 7]]
+    assert storage.gather("next_obs", idx).flatten(1).tolist() == [[0, 0, 5, 6], [0, 5, 6, 7],
+                                                                    [0, 0, 7, 9]]
+
+
 def test_sampler_draws_only_valid_slots_uniformly():
     history = stream(EPISODES, (1, 2, 2), 4)
     buf = ReplayBuffer.for_pixels(29, (1, 2, 2), 4, seed=5)
