@@ -10,6 +10,8 @@ The score is the human-normalised score (summary.json `final_eval_human_normaliz
 every run has one, and then the optimality gap (gamma 1) is a fourth metric; otherwise the raw
 final eval return (a mix of normalised and other runs gets a note).
 The table is also printed. Exit status 2 for a missing directory or one without finished runs.
+With --reference NAME, the sweep (or a published setting, ref:OTHER) is also compared with
+published per-run results: runner/reference.py, reference_NAME.md / .csv / .png.
 """
 from __future__ import annotations
 
@@ -168,21 +170,48 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="plasticrl-report", description="Summarize a sweep: a table "
                                      "of final eval returns, or human-normalised scores when every run has "
                                      "one (IQM, median, mean, optimality gap; 95% CIs), and learning curves.")
-    parser.add_argument("sweep_dir", help="a sweep directory (runs/multirun/<date>) or any "
-                        "directory holding run directories")
+    parser.add_argument("sweep_dir", nargs="?", help="a sweep directory (runs/multirun/<date>) or any "
+                        "directory holding run directories; or ref:NAME, a published setting, to "
+                        "compare it with --reference")
     parser.add_argument("--out", help="write report.md, report.csv, learning_curves.png here "
                         "(default: the sweep directory)")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications (2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    parser.add_argument("--reference", metavar="NAME", help="also compare with the published per-run "
+                        "results NAME (runner/reference.py; see --list-references): writes "
+                        "reference_NAME.md, .csv and .png")
+    parser.add_argument("--reference-steps", type=int, metavar="N", help="the step of the published "
+                        "DMC results to compare at, in env steps as in the data (default: the largest "
+                        "at which every compared task has runs)")
+    parser.add_argument("--list-references", action="store_true", help="print the published "
+                        "settings known to --reference and exit")
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error(f"--reps = {args.reps}: must be an integer >= 1")
+    if args.list_references:
+        from runner.reference import catalogue_text
+        print(catalogue_text())
+        return 0
+    if args.sweep_dir is None:
+        parser.error("the sweep directory is required (or --list-references)")
+    published = args.sweep_dir.startswith("ref:")
+    if (published or args.reference_steps is not None) and args.reference is None:
+        parser.error(f"{'--reference-steps' if not published else args.sweep_dir} needs --reference NAME")
     try:
-        report = build_report(args.sweep_dir, args.out, args.reps, args.seed)
+        if args.reference is not None:  # a bad name fails before the sweep report is written
+            from runner.reference import check, reference_report
+            check(args.reference, args.reference_steps)
+        if not published:
+            report = build_report(args.sweep_dir, args.out, args.reps, args.seed)
+            print(report["text"] + "\nwrote " + ", ".join(str(p) for p in report["paths"].values()))
+        if args.reference is not None:
+            comparison = reference_report(args.sweep_dir, args.reference, args.out,
+                                          args.reference_steps, args.reps, args.seed)
+            print(("\n" if not published else "") + comparison["text"] + "\nwrote "
+                  + ", ".join(str(p) for p in comparison["paths"].values()))
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(report["text"] + "\nwrote " + ", ".join(str(p) for p in report["paths"].values()))
     return 0
 
 
