@@ -18,14 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from plasticity.groups import GroupError
 from replay import DatasetMismatchError
 from runner.checkpoint import CheckpointError
+import runner.resolvers  # noqa: F401  (registers the configs' resolvers)
 from runner.offline import WarmStartError
 from runner.resume import resume_config
 from runner.threads import apply_threads
 from runner.trainer import Trainer
 from runner.validate import ConfigError, validate_config
-
-# hydra.run.dir is the resumed run's directory when `resume` is set.
-OmegaConf.register_new_resolver("run_dir", lambda resume, default: resume or default, replace=True)
 
 
 def _fail(message: str, run_dir: Path) -> None:

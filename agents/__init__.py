@@ -14,7 +14,9 @@ AGENTS = {"sac": (SAC, SAC_DEFAULTS), "iql": (IQL, IQL_DEFAULTS), "drq": (DrQ, D
           "drq_atari": (DrQAtari, DRQ_ATARI_DEFAULTS), "bbf": (BBF, BBF_DEFAULTS)}
 PIXEL_AGENTS = {"drq", "drq_atari", "bbf"}  # take uint8 [C, H, W] observations; the others flat vectors
 DISCRETE_AGENTS = {"drq_atari", "bbf"}  # take Discrete(n) actions; the others Box actions in [-1, 1]
-TRAINER_KEYS = {"name", "replay_ratio", "batch_size", "buffer_size", "gamma", "n_step", "prioritized"}
+# image_size / grayscale / learning_starts: read by the env configs (${oc.select:agent.<key>,...})
+TRAINER_KEYS = {"name", "replay_ratio", "batch_size", "buffer_size", "gamma", "n_step", "prioritized",
+                "image_size", "grayscale", "learning_starts"}
 
 
 def agent_kwargs(agent_cfg: dict) -> dict:

@@ -2,7 +2,7 @@
 
 Networks (agents/bbf_networks.py): Impala CNN x `width_scale` (4) -> 2048 projection -> dueling
 C51 head (51 atoms on [-10, 10]); SPR's transition model, projection and predictor. With aug(.)
-a random shift (pad 4, edge padding) and intensity jitter 1 + 0.05 clip(N(0,1), -2, 2), online
+a random shift (pad 4, edge padding, shifts -4..+3) and intensity jitter 1 + 0.05 clip(N(0,1), -2, 2), online
 network theta and target theta' (an EMA: theta' <- (1 - tau) theta' + tau theta, tau 0.005, after
 every update):
 
@@ -80,6 +80,7 @@ class BBF(ConvPrecision, Agent):
     """BBF for discrete actions from uint8 [C, H, W] frame stacks; see the module docstring."""
 
     target_networks = {"critic": "critic_target"}
+    group_aliases = {"encoder": "critic.encoder"}  # presets name `encoder` on every pixel agent
 
     def __init__(self, obs_shape, num_actions: int, device="cpu", **hparams):
         super().__init__()
@@ -123,9 +124,11 @@ class BBF(ConvPrecision, Agent):
         return 1.0 - exponential_anneal(self._cycle_updates, 1.0 - h["gamma_start"],
                                         1.0 - h["gamma_end"], h["anneal_updates"])
 
-    def on_reset(self, rule_name: str) -> None:
-        """Called by the reset scheduler after an intervention: restart the annealing."""
-        self._cycle_updates = 0
+    def on_reset(self, event: dict) -> None:
+        """Called by the reset scheduler after an intervention: restart the annealing when the
+        rule says so (resets and S&P: spr_agent.py reset_weights sets cycle_grad_steps = 0)."""
+        if event.get("restart_schedules", True):
+            self._cycle_updates = 0
 
     @property
     def epsilon(self) -> float:
@@ -161,7 +164,9 @@ class BBF(ConvPrecision, Agent):
 
     def augment(self, pixels: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] uint8 -> float in [0, 255] scale, shifted and intensity-jittered per image."""
-        return random_intensity(random_shift(pixels, self.h["augment_pad"]), self.h["intensity_scale"])
+        # shifts -pad..pad-1 (BBF spr_networks.py drq_image_aug: crop offset randint(0, 2 * pad))
+        return random_intensity(random_shift(pixels, self.h["augment_pad"], high_inclusive=False),
+                                self.h["intensity_scale"])
 
     def losses(self, batch) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Per-sample C51 and SPR losses [B], [B] of a `SequenceBatch`."""

@@ -1,19 +1,24 @@
 """DrQ (Kostrikov, Yarats & Fergus 2020): SAC from pixels with random-shift augmentation.
 
-A conv `encoder` (4 x 32 filters, first stride 2) maps the uint8 frame stack to features
-f(s); actor and critic each start with their own projection `proj` (Linear -> LayerNorm ->
-tanh to `feature_dim` 50) followed by SAC's MLPs. With aug(.) a random shift (pad 4, edge
-padding, drawn independently per image and for s and s'):
+A conv `encoder` maps the uint8 frame stack (scaled to [0, 1]) to features f(s); actor and
+critic each start with their own projection `proj` (Linear -> LayerNorm -> tanh to
+`feature_dim` 50) followed by SAC's MLPs. With aug(.) a random shift (pad 4, edge padding, drawn
+independently per image), M = `q_views` augmented views of s and K = `target_views` of s':
 
-    critic:  L_Q = sum_j E[(Q_j(f(aug s), a) - y)^2],
-             y = R + d * (min_j Q'_j(f'(aug s'), a') - alpha log pi(a'|sg f(aug s'))),  a' ~ pi
-    actor:   L_pi = E[alpha log pi(a|sg f(aug s)) - min_j Q_j(sg f(aug s), a)]    (sg: stop-gradient)
-    target:  (f', Q') <- (1 - tau) (f', Q') + tau (f, Q)
+    critic:  L_Q = sum_m sum_j E[(Q_j(f(aug_m s), a) - y)^2],
+             y = R + d * mean_k (min_j Q'_j(f'(aug_k s'), a'_k) - alpha log pi(a'_k|sg f(aug_k s'))),
+    actor:   L_pi = E[alpha log pi(a|sg f(aug_1 s)) - min_j Q_j(sg f(aug_1 s), a)]   (sg: stop-gradient)
+    target:  (f', Q') <- (1 - tau) (f', Q') + tau (f, Q)   (every `target_update_every`-th update)
 
-so the critic loss alone trains the encoder and the actor sees a detached encoding. Settings
-follow jaxrl's DrQ (the code Nikishin et al. 2022 build on): MLP 256x256, lr 3e-4, tau 0.005,
-initial temperature 0.1; batch 512 comes from the agent config. A single augmented view is
-used (DrQ's K = M = 1).
+so the critic loss alone trains the encoder, and the actor encodes the first view with the
+encoder as the critic step left it (both references re-encode after the critic update).
+
+Two configs (configs/agent/): `drq` is the DrQ of Nikishin et al. 2022 (evgenii-nikishin/
+rl_with_resets configs/drq.py: encoder 32-64-128-256, stride 2, SAME padding, 64x64 grayscale,
+K = M = 1, MLP 256x256, lr 3e-4, tau 0.005, batch 512, alpha_0 0.1, jaxrl's orthogonal init);
+`drq_kostrikov` the original (denisyarats/drq config.yaml: 4 x 32 filters, first stride 2,
+84x84 RGB, K = M = 2, MLP 1024x1024, lr 1e-3, tau 0.01, actor and target every 2nd update,
+orthogonal init gain 1 / conv sqrt 2).
 
 Names for plasticity groups: `encoder` (trained by the critic optimizer), `critic.proj`,
 `critic.trunk`, `critic.head`, `actor.*`, `log_alpha`, targets `encoder_target` and
@@ -37,19 +42,22 @@ from torch import nn
 from agents.acceleration import compile_loss
 from agents.augment import random_shift
 from agents.encoders import ConvPrecision, PixelEncoder
+from agents.init import Linear, role_init
 from agents.networks import EnsembleCritic, TanhGaussianActor
 from agents.sac import SAC, SAC_DEFAULTS
 
 DRQ_DEFAULTS = dict(
     SAC_DEFAULTS,
-    init_temperature=0.1, feature_dim=50, channels=(32, 32, 32, 32), strides=(2, 1, 1, 1),
-    augment_pad=4, precision="fp32", channels_last=False,
+    init_temperature=0.1, target_entropy_per_action=-1.0, feature_dim=50,
+    channels=(32, 64, 128, 256), strides=(2, 2, 2, 2), conv_padding="same",
+    augment_pad=4, q_views=1, target_views=1, precision="fp32", channels_last=False,
 )
 
 
-def projection(in_dim: int, feature_dim: int) -> nn.Sequential:
+def projection(in_dim: int, feature_dim: int, init: str = "torch") -> nn.Sequential:
     """Linear -> LayerNorm -> tanh: conv features [B, D] -> [B, feature_dim]."""
-    return nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+    return nn.Sequential(Linear(in_dim, feature_dim, *role_init(init, "projection")),
+                         nn.LayerNorm(feature_dim), nn.Tanh())
 
 
 class ProjectedActor(TanhGaussianActor):
@@ -57,7 +65,7 @@ class ProjectedActor(TanhGaussianActor):
 
     def __init__(self, in_dim: int, feature_dim: int, action_dim: int, **net):
         super().__init__(feature_dim, action_dim, **net)
-        self.proj = projection(in_dim, feature_dim)
+        self.proj = projection(in_dim, feature_dim, net.get("init", "torch"))
 
     def _dist_params(self, features):
         mean, log_std = super()._dist_params(self.proj(features))
@@ -69,7 +77,7 @@ class ProjectedCritic(EnsembleCritic):
 
     def __init__(self, in_dim: int, feature_dim: int, action_dim: int, **net):
         super().__init__(feature_dim, action_dim, **net)
-        self.proj = projection(in_dim, feature_dim)
+        self.proj = projection(in_dim, feature_dim, net.get("init", "torch"))
 
     def forward(self, features, action):
         return super().forward(self.proj(features), action).float()  # [N, B], fp32 under autocast
@@ -86,14 +94,19 @@ class DrQ(ConvPrecision, SAC):
             raise ValueError(f"DrQ needs image observations [C, H, W], got {obs_shape!r}")
         self.hparams["channels"], self.hparams["strides"] = tuple(h["channels"]), tuple(h["strides"])
         self.augment_pad = int(h["augment_pad"])
+        for key in ("q_views", "target_views"):
+            if not (isinstance(h[key], int) and not isinstance(h[key], bool) and h[key] >= 1):
+                raise ValueError(f"{key} = {h[key]!r}: must be an integer >= 1 (augmented views)")
+        self.q_views, self.target_views = h["q_views"], h["target_views"]
         self._set_precision(h)
-        self.encoder = PixelEncoder(obs_shape, activation=h["activation"],
-                                    channels=tuple(h["channels"]), strides=tuple(h["strides"]))
+        self.encoder = PixelEncoder(obs_shape, activation=h["activation"], channels=tuple(h["channels"]),
+                                    strides=tuple(h["strides"]), padding=h["conv_padding"], init=h["init"])
         in_dim = self.encoder.out_dim()
-        net = dict(hidden_dims=h["hidden_dims"], layer_norm=h["layer_norm"], activation=h["activation"])
-        self.actor = ProjectedActor(in_dim, h["feature_dim"], action_dim, **net)
-        self.critic = ProjectedCritic(in_dim, h["feature_dim"], action_dim,
-                                      num_critics=h["num_critics"], **net)
+        net = dict(hidden_dims=h["hidden_dims"], activation=h["activation"], init=h["init"])
+        self.actor = ProjectedActor(in_dim, h["feature_dim"], action_dim, layer_norm=h["actor_layer_norm"],
+                                    **self._policy_options(h), **net)
+        self.critic = ProjectedCritic(in_dim, h["feature_dim"], action_dim, num_critics=h["num_critics"],
+                                      layer_norm=h["layer_norm"], **net)
         self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self._convs_channels_last()
@@ -126,32 +139,41 @@ class DrQ(ConvPrecision, SAC):
         self._actor_loss_fn = compile_loss(self.actor_loss)
         return None
 
-    def _update_step(self, actor_due: bool, batch) -> dict[str, torch.Tensor]:
-        """Critic (and encoder) step on augmented pixels, the actor step on the same
-        augmented observations encoded and detached, then the target EMA."""
-        metrics, features = self.update_critic(batch)
+    def _update_step(self, due: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
+        """Critic (and encoder) step on augmented pixels, the actor step on the first augmented
+        view encoded by the updated encoder (detached), then the target EMA."""
+        actor_due, target_due = due
+        metrics, obs = self.update_critic(batch)
         if actor_due:
-            metrics.update(self.update_actor(features.detach()))
-        self.update_target()
+            with torch.no_grad(), self._autocast():
+                features = self.encoder(obs)  # [B, D]
+            metrics.update(self.update_actor(features))
+        if target_due:
+            self.update_target()
         return metrics
 
+    def _views(self, pixels: torch.Tensor, n: int) -> torch.Tensor:
+        """n independent augmentations of a batch, stacked view-major: [n * B, C, H, W]."""
+        return self._layout(self._augment(pixels if n == 1 else pixels.repeat(n, 1, 1, 1)))
+
     def critic_loss(self, batch) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """Critic loss, its metrics and the encoded augmented obs f(aug s) [B, D] (bf16 under
-        `precision="bf16"`) that the actor step reuses, detached."""
-        obs, next_obs = self._layout(self._augment(batch.obs)), self._layout(self._augment(batch.next_obs))
+        """Critic loss, its metrics and the first augmented view of obs [B, C, H, W] (the
+        actor step's input)."""
+        b, m, k = batch.obs.shape[0], self.q_views, self.target_views
+        obs, next_obs = self._views(batch.obs, m), self._views(batch.next_obs, k)  # [M*B], [K*B]
         with torch.no_grad():
             with self._autocast():
                 next_action, next_log_prob = self.actor(self.encoder(next_obs))
-                q_next = self.critic_target(self.encoder_target(next_obs), next_action)  # [N, B] fp32
-            v_next = self._target_q(q_next)  # [B]
+                q_next = self.critic_target(self.encoder_target(next_obs), next_action)  # [N, K*B] fp32
+            v_next = self._target_q(q_next)  # [K*B]
             if self.backup_entropy:
                 v_next = v_next - self.log_alpha.exp() * next_log_prob
+            v_next = v_next.view(k, b).mean(dim=0)  # [B], the mean over the K target views
             target = batch.reward + batch.discount * v_next  # [B]
         with self._autocast():
-            features = self.encoder(obs)  # [B, D]
-            q = self.critic(features, batch.action)  # [N, B] fp32
-        loss = (q - target).pow(2).mean(dim=1).sum()
-        return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}, features
+            q = self.critic(self.encoder(obs), batch.action.repeat(m, 1))  # [N, M*B] fp32
+        loss = (q - target.repeat(m)).pow(2).view(q.shape[0], m, b).mean(dim=2).sum()  # sum over critics, views
+        return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}, obs[:b]
 
     def actor_loss(self, features) -> tuple[torch.Tensor, dict]:
         """SAC's actor + temperature loss on encoded observations; the actor and critic run under
@@ -160,6 +182,6 @@ class DrQ(ConvPrecision, SAC):
             return super().actor_loss(features)
 
     def update_critic(self, batch) -> tuple[dict, torch.Tensor]:
-        loss, metrics, features = self._critic_loss_fn(batch)
+        loss, metrics, obs = self._critic_loss_fn(batch)
         self._step(loss, self._critic_params, ("critic",))
-        return metrics, features
+        return metrics, obs

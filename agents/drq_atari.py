@@ -2,7 +2,7 @@
 Augmentation Is All You Need"), tuned as in Agarwal et al. 2021 ("Deep RL at the Edge of the
 Statistical Precipice": DrQ(eps) = DrQ with the eval/train epsilons below).
 
-With aug(.) a random shift of up to `augment_pad` pixels (edge padding, one shift per image,
+With aug(.) a random shift of -augment_pad..augment_pad-1 pixels (edge padding, one shift per image,
 drawn independently for s and s') followed by the per-image intensity jitter, and Q' the target:
 
     Q(s, .)  = V(s) + A(s, .) - mean_a A(s, a)                 dueling (Wang et al. 2016)
@@ -235,7 +235,8 @@ class DrQAtari(ConvPrecision, Agent):
     # ---------------------------------------------------------------- learning
     def augment(self, pixels: torch.Tensor) -> torch.Tensor:
         """Random shift then intensity jitter, per image; float [B, C, H, W] in [0, 255] scale."""
-        x = random_shift(pixels, self.augment_pad)
+        # shifts -pad..pad-1 (dopamine atari_100k_rainbow_agent.py: crop offset randint(0, 2 * pad))
+        x = random_shift(pixels, self.augment_pad, high_inclusive=False)
         return random_intensity(x, self.intensity_scale)
 
     def td_loss(self, batch, synced: bool | None = None) -> tuple[torch.Tensor, dict]:
@@ -287,8 +288,9 @@ class DrQAtari(ConvPrecision, Agent):
         self._copy_to_target()
         self._target_synced = True
 
-    def on_reset(self, rule_name: str) -> None:
-        """The scheduler changed weights in place: the target may differ from the online net."""
+    def on_reset(self, event) -> None:
+        """The scheduler changed weights in place (`event`: what fired): the target may differ
+        from the online net."""
         self._target_synced = False
 
     # ----------------------------------------------------------- persistence

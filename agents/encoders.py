@@ -2,7 +2,8 @@
 
 `conv_trunk` stacks Conv2d -> activation; with `activation="crelu"` each activation is
 [relu(h), relu(-h)] along the channel axis, so the next convolution sees twice the channels
-(Abbas et al. 2023). Pixels arrive as uint8 [B, C, H, W] and are scaled to [-0.5, 0.5].
+(Abbas et al. 2023). Pixels arrive as uint8 [B, C, H, W] and are scaled to [0, 1] (x / 255, as
+both DrQ references: rl_with_resets drq/networks.py `Encoder`, denisyarats/drq `Encoder.forward`).
 
 `ConvPrecision` holds the two speed options the conv agents (DrQ, DrQ(eps), BBF) share:
 `precision` ("fp32" | "bf16": network forward passes under bfloat16 autocast; parameters,
@@ -15,21 +16,46 @@ import contextlib
 import torch
 from torch import nn
 
+from agents.init import Conv2d, role_init
 from agents.networks import make_activation, width_after
+
+CONV_PADDINGS = ("valid", "same")
 
 
 def conv_trunk(in_channels: int, channels=(32, 32, 32, 32), strides=(2, 1, 1, 1),
-               kernel_size: int = 3, activation: str = "relu") -> nn.Sequential:
-    """Conv2d(kernel, stride) -> activation for each entry of `channels` (DrQ: 4 x 32, first
-    stride 2). The activation list index of each layer is where diagnostics hook in."""
+               kernel_size: int = 3, activation: str = "relu", padding: str = "valid",
+               init: str = "torch") -> nn.Sequential:
+    """Conv2d(kernel, stride) -> activation for each entry of `channels` (Kostrikov's DrQ: 4 x 32,
+    first stride 2, no padding; Nikishin's: 32-64-128-256, all stride 2, "same" padding as flax's
+    SAME: output ceil(in / stride), the extra pixel padded at the bottom/right). The activation
+    list index of each layer is where diagnostics hook in."""
     if len(channels) != len(strides):
         raise ValueError(f"channels {tuple(channels)} and strides {tuple(strides)} differ in length")
+    if padding not in CONV_PADDINGS:
+        raise ValueError(f"conv padding = {padding!r}: allowed: {list(CONV_PADDINGS)}")
     layers, dim = [], in_channels
     for width, stride in zip(channels, strides):
-        layers.append(nn.Conv2d(dim, width, kernel_size, stride))
+        conv = (SameConv2d if padding == "same" else Conv2d)(dim, width, kernel_size, stride, 0,
+                                                              *role_init(init, "conv"))
+        layers.append(conv)
         layers.append(make_activation(activation, channel_dim=1))
         dim = width_after(activation, width)
     return nn.Sequential(*layers)
+
+
+class SameConv2d(Conv2d):
+    """Conv2d with flax/TF "SAME" zero padding: output ceil(n / stride) per axis, total padding
+    max((ceil(n / s) - 1) s + k - n, 0), the odd pixel after (bottom/right)."""
+
+    def _pads(self, n: int, k: int, s: int) -> tuple[int, int]:
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        return total // 2, total - total // 2
+
+    def forward(self, x):  # [B, C, H, W] -> [B, C', ceil(H / s), ceil(W / s)]
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        top, bottom = self._pads(x.shape[-2], kh, sh)
+        left, right = self._pads(x.shape[-1], kw, sw)
+        return super().forward(nn.functional.pad(x, (left, right, top, bottom)))
 
 
 class PixelEncoder(nn.Module):
@@ -45,7 +71,7 @@ class PixelEncoder(nn.Module):
             return self(torch.zeros(1, *self.image_shape, dtype=torch.uint8)).shape[1]
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(pixels.float() / 255.0 - 0.5)  # [B, C', H', W']
+        h = self.trunk(pixels.float() / 255.0)  # [B, C', H', W']
         return h.flatten(1)  # [B, C' * H' * W']
 
 

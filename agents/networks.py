@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents.init import Linear, draw_, role_init
+
 
 class CReLU(nn.Module):
     """[relu(h), relu(-h)] (Shang et al. 2016; Abbas et al. 2023): doubles the width along
@@ -39,11 +41,13 @@ def width_after(activation: str, width: int) -> int:
 
 
 def mlp_trunk(in_dim: int, hidden_dims, layer_norm=False, activation="relu",
-              dropout: float | None = None) -> nn.Sequential:
-    """Linear -> [LayerNorm] -> activation [-> Dropout], for each hidden width."""
+              dropout: float | None = None, init: str = "torch") -> nn.Sequential:
+    """Linear -> [LayerNorm] -> activation [-> Dropout], for each hidden width; the Linear
+    layers drawn from the agent-level `init` (agents/init.py)."""
+    scheme, gain = role_init(init, "hidden")
     layers, dim = [], in_dim
     for width in hidden_dims:
-        layers.append(nn.Linear(dim, width))
+        layers.append(Linear(dim, width, scheme, gain))
         if layer_norm:
             layers.append(nn.LayerNorm(width))
         layers.append(make_activation(activation))
@@ -61,17 +65,26 @@ def _trunk_width(in_dim: int, hidden_dims, activation: str) -> int:
 class EnsembleLinear(nn.Module):
     """N independent linear layers applied in one batched matmul.
 
-    x: [N, B, in] -> [N, B, out]. Each member is initialised like `nn.Linear`.
+    x: [N, B, in] -> [N, B, out]. Each member is initialised like `nn.Linear` (scheme "torch"),
+    or gets its own draw of `scheme` (agents/init.py) as an [out, in] matrix, and a zero bias.
     """
 
-    def __init__(self, num_members: int, in_features: int, out_features: int):
+    def __init__(self, num_members: int, in_features: int, out_features: int,
+                 scheme: str = "torch", gain: float = 1.0):
         super().__init__()
         self.num_members, self.in_features, self.out_features = num_members, in_features, out_features
+        self.init_scheme, self.init_gain = scheme, float(gain)
         self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_features))
         self.reset_parameters()
 
+    @torch.no_grad()
     def reset_parameters(self):
+        if self.init_scheme != "torch":
+            for member in self.weight:  # [in, out] each; nn.Linear's layout is [out, in]
+                member.copy_(draw_(torch.empty_like(member.T), self.init_scheme, self.init_gain).T)
+            nn.init.zeros_(self.bias)
+            return
         # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
         bound = 1.0 / math.sqrt(self.in_features)
         nn.init.uniform_(self.weight, -bound, bound)
@@ -83,7 +96,8 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
     def extra_repr(self):
-        return f"members={self.num_members}, in={self.in_features}, out={self.out_features}"
+        return (f"members={self.num_members}, in={self.in_features}, out={self.out_features}"
+                + ("" if self.init_scheme == "torch" else f", init={self.init_scheme}({self.init_gain:.4g})"))
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -107,18 +121,19 @@ class EnsembleCritic(nn.Module):
     """N Q-functions Q_j(s, a), computed together: returns [N, B]."""
 
     def __init__(self, obs_dim, action_dim, hidden_dims=(256, 256), num_critics=2,
-                 layer_norm=False, activation="relu"):
+                 layer_norm=False, activation="relu", init="torch"):
         super().__init__()
         self.num_critics = num_critics
+        scheme, gain = role_init(init, "hidden")
         layers, dim = [], obs_dim + action_dim
         for width in hidden_dims:
-            layers.append(EnsembleLinear(num_critics, dim, width))
+            layers.append(EnsembleLinear(num_critics, dim, width, scheme, gain))
             if layer_norm:
                 layers.append(EnsembleLayerNorm(num_critics, width))
             layers.append(make_activation(activation))
             dim = width_after(activation, width)
         self.trunk = nn.Sequential(*layers)
-        self.head = EnsembleLinear(num_critics, dim, 1)
+        self.head = EnsembleLinear(num_critics, dim, 1, *role_init(init, "value_out"))
 
     def forward(self, obs, action):
         x = torch.cat([obs, action], dim=-1)  # [B, obs+act]
@@ -126,19 +141,33 @@ class EnsembleCritic(nn.Module):
         return self.head(self.trunk(x)).squeeze(-1)  # [N, B]
 
 
+LOG_STD_FORMS = ("tanh", "clip")
+
+
 class TanhGaussianActor(nn.Module):
-    """pi(a|s) = tanh(N(mu(s), sigma(s))), log-std squashed into [log_std_min, log_std_max]."""
+    """pi(a|s) = tanh(N(mu(s), sigma(s))), log sigma bounded to [log_std_min, log_std_max] by
+    `log_std_form`: "tanh", min + (max - min) (tanh(h) + 1) / 2 (jaxrl policies.py and
+    denisyarats/drq; the default) or "clip", clamp(h, min, max) (RLPD's TanhNormal). The head's
+    mean and log-std rows are drawn as two layers (`init`'s "mean_out" and "log_std_out")."""
 
     def __init__(self, obs_dim, action_dim, hidden_dims=(256, 256), layer_norm=False,
-                 activation="relu", log_std_bounds=(-5.0, 2.0)):
+                 activation="relu", log_std_bounds=(-10.0, 2.0), log_std_form="tanh", init="torch"):
         super().__init__()
-        self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation)
+        if log_std_form not in LOG_STD_FORMS:
+            raise ValueError(f"log_std_form = {log_std_form!r}: allowed: {list(LOG_STD_FORMS)}")
+        self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation, init=init)
         width = width_after(activation, hidden_dims[-1]) if hidden_dims else obs_dim
-        self.head = nn.Linear(width, 2 * action_dim)
-        self.log_std_min, self.log_std_max = log_std_bounds
+        self.head = Linear(width, 2 * action_dim, blocks=[(action_dim, *role_init(init, "mean_out")),
+                                                          (action_dim, *role_init(init, "log_std_out"))])
+        self.log_std_min, self.log_std_max = (float(b) for b in log_std_bounds)
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError(f"log_std_bounds = {tuple(log_std_bounds)}: need min < max")
+        self.log_std_form = log_std_form
 
     def _dist_params(self, obs):
         mean, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)
+        if self.log_std_form == "clip":
+            return mean, log_std.clamp(self.log_std_min, self.log_std_max)
         log_std = torch.tanh(log_std)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (log_std + 1)
         return mean, log_std
@@ -160,21 +189,21 @@ class TanhGaussianActor(nn.Module):
 class StateValue(nn.Module):
     """V(s): an MLP trunk and a linear head; obs [B, obs_dim] -> [B]."""
 
-    def __init__(self, obs_dim, hidden_dims=(256, 256), layer_norm=False, activation="relu"):
+    def __init__(self, obs_dim, hidden_dims=(256, 256), layer_norm=False, activation="relu", init="torch"):
         super().__init__()
-        self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation)
-        self.head = nn.Linear(_trunk_width(obs_dim, hidden_dims, activation), 1)
+        self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation, init=init)
+        self.head = Linear(_trunk_width(obs_dim, hidden_dims, activation), 1, *role_init(init, "value_out"))
 
     def forward(self, obs):
         return self.head(self.trunk(obs)).squeeze(-1)  # [B, 1] -> [B]
 
 
-class GaussianHead(nn.Linear):
+class GaussianHead(Linear):
     """The mean layer of a Gaussian policy plus its state-independent log-std (one per action
     dimension, zero at init). One module, so a head reset re-initialises both."""
 
-    def __init__(self, in_features: int, action_dim: int):
-        super().__init__(in_features, action_dim)
+    def __init__(self, in_features: int, action_dim: int, scheme: str = "torch", gain: float = 1.0):
+        super().__init__(in_features, action_dim, scheme, gain)
         self.log_std = nn.Parameter(torch.zeros(action_dim))
 
     def reset_parameters(self):
@@ -188,10 +217,11 @@ class GaussianActor(nn.Module):
     clamped to `log_std_bounds` (IQL's policy). Not squashed: log pi is finite for any action."""
 
     def __init__(self, obs_dim, action_dim, hidden_dims=(256, 256), layer_norm=False,
-                 activation="relu", dropout=None, log_std_bounds=(-5.0, 2.0)):
+                 activation="relu", dropout=None, log_std_bounds=(-5.0, 2.0), init="torch"):
         super().__init__()
-        self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation, dropout)
-        self.head = GaussianHead(_trunk_width(obs_dim, hidden_dims, activation), action_dim)
+        self.trunk = mlp_trunk(obs_dim, hidden_dims, layer_norm, activation, dropout, init=init)
+        self.head = GaussianHead(_trunk_width(obs_dim, hidden_dims, activation), action_dim,
+                                 *role_init(init, "mean_out"))
         self.log_std_min, self.log_std_max = log_std_bounds
 
     def dist_params(self, obs):

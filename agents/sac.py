@@ -2,13 +2,16 @@
 
     critic:  L_Q = sum_j E[(Q_j(s,a) - y)^2],  y = R + d * (min_{j in S} Q'_j(s',a') - alpha log pi(a'|s'))
     actor:   L_pi = E[alpha log pi(a|s) - Q(s,a)],  Q = min (or mean) over the ensemble
-    alpha:   L_alpha = E[alpha * (-log pi(a|s) - H_target)],  H_target = -|A|
-    target:  theta' <- (1 - tau) theta' + tau theta
+    alpha:   L_alpha = E[alpha * (-log pi(a|s) - H_target)],  H_target = c |A| (c = -1/2: jaxrl)
+    target:  theta' <- (1 - tau) theta' + tau theta  (every `target_update_every`-th update)
 
 R and d come from the replay buffer (n-step return and gamma^m, 0 at termination).
 S is the whole ensemble or a random subset of M members (REDQ / RLPD). With
 `actor_update_every` k > 1 the actor and alpha are updated on every k-th call only (RLPD: 20
-critic updates and 1 actor update per env step: replay ratio 20, k = 20). The update
+critic updates and 1 actor update per env step: replay ratio 20, k = 20). `init` picks the
+weight initialiser (agents/init.py: jaxrl's orthogonal by default), `log_std_bounds` and
+`log_std_form` the policy's log-std range and how it is enforced, `layer_norm` LayerNorm in the
+critics and `actor_layer_norm` in the actor (RLPD: critics only). The update
 makes no host syncs: metrics are returned as detached tensors and read when logging.
 Submodule names (`actor`, `critic`, `critic_target`, `log_alpha`, each net split into
 `trunk` and `head`) are the handles plasticity groups use; nothing here resets anything.
@@ -24,14 +27,27 @@ from torch import nn
 
 from agents.acceleration import learning_rate, optimizer_options
 from agents.base import Agent
+from agents.init import agent_init
 from agents.networks import EnsembleCritic, TanhGaussianActor
 
-# Constructor arguments, with the reference defaults (Nikishin et al. 2022 / SR-SAC).
+# Constructor arguments, with the reference defaults (Nikishin et al. 2022 / SR-SAC: jaxrl's SAC in
+# evgenii-nikishin/rl_with_resets; configs/agent/sac.yaml cites the file of each value).
 SAC_DEFAULTS = dict(
     hidden_dims=(256, 256), num_critics=2, num_target_critics=None, layer_norm=False,
-    activation="relu", lr=3e-4, tau=0.005, init_temperature=1.0, target_entropy=None,
-    actor_q="min", backup_entropy=True, actor_update_every=1, compile="none",
+    actor_layer_norm=False, activation="relu", lr=3e-4, tau=0.005, init_temperature=1.0,
+    target_entropy=None, target_entropy_per_action=-0.5, actor_q="min", backup_entropy=True,
+    actor_update_every=1, target_update_every=1, init="orthogonal", log_std_bounds=(-10.0, 2.0),
+    log_std_form="tanh", compile="none",
 )
+
+
+def target_entropy(value, per_action, action_dim: int) -> float:
+    """H_target: `value` when given, else `per_action` * |A| (jaxrl SAC/RLPD -1/2, DrQ and SB3's
+    "auto" -1)."""
+    for name, v in (("target_entropy", value), ("target_entropy_per_action", per_action)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise ValueError(f"{name} = {v!r}: must be a finite number" + (" or null" if name == "target_entropy" else ""))
+    return float(value) if value is not None else float(per_action) * float(action_dim)
 
 
 class SAC(Agent):
@@ -46,8 +62,9 @@ class SAC(Agent):
         h = self._set_hparams(self.defaults, obs_dim, action_dim, device, hparams)
         self.num_target_critics = h["num_target_critics"]
         self.actor_q, self.backup_entropy, self.tau = h["actor_q"], h["backup_entropy"], h["tau"]
-        self.target_entropy = (-float(action_dim) if h["target_entropy"] is None
-                               else float(h["target_entropy"]))
+        self.target_entropy = target_entropy(h["target_entropy"], h["target_entropy_per_action"], action_dim)
+        agent_init(h["init"])
+        h["log_std_bounds"] = self.hparams["log_std_bounds"] = tuple(float(b) for b in h["log_std_bounds"])
         self._build_networks(obs_dim, action_dim, h)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(h["init_temperature"])))
         self.to(self.device)
@@ -63,8 +80,10 @@ class SAC(Agent):
         }
         self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
         self.actor_update_every, self._update_calls = int(h["actor_update_every"]), 0
-        if self.actor_update_every < 1:
-            raise ValueError(f"actor_update_every = {h['actor_update_every']!r}: must be an integer >= 1")
+        self.target_update_every = int(h["target_update_every"])
+        for key in ("actor_update_every", "target_update_every"):
+            if not (isinstance(h[key], int) and not isinstance(h[key], bool) and h[key] >= 1):
+                raise ValueError(f"{key} = {h[key]!r}: must be an integer >= 1")
         self._compiled = self._compile_update() if mode != "none" else None
 
     def _compile_update(self):
@@ -74,10 +93,16 @@ class SAC(Agent):
 
     def _build_networks(self, obs_dim: int, action_dim: int, h: dict) -> None:
         """`actor`, `critic` and `critic_target` on flat observations."""
-        net = dict(hidden_dims=h["hidden_dims"], layer_norm=h["layer_norm"], activation=h["activation"])
-        self.actor = TanhGaussianActor(obs_dim, action_dim, **net)
-        self.critic = EnsembleCritic(obs_dim, action_dim, num_critics=h["num_critics"], **net)
+        net = dict(hidden_dims=h["hidden_dims"], activation=h["activation"], init=h["init"])
+        self.actor = TanhGaussianActor(obs_dim, action_dim, layer_norm=h["actor_layer_norm"],
+                                       **self._policy_options(h), **net)
+        self.critic = EnsembleCritic(obs_dim, action_dim, num_critics=h["num_critics"],
+                                     layer_norm=h["layer_norm"], **net)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+
+    @staticmethod
+    def _policy_options(h: dict) -> dict:
+        return dict(log_std_bounds=h["log_std_bounds"], log_std_form=h["log_std_form"])
 
     def _online_and_target_params(self) -> tuple[list, list]:
         """What the critic optimizer trains, and the target parameters tracking it (same order)."""
@@ -108,16 +133,20 @@ class SAC(Agent):
         """One gradient step on critic, actor and temperature, then the target EMA
         (one compiled graph with `compile`, unless an optimizer has step hooks)."""
         self._update_calls += 1
-        # RLPD: the actor and alpha once per `actor_update_every` critic updates
-        return self._run_update(self._update_calls % self.actor_update_every == 0, batch)
+        # RLPD: the actor and alpha once per `actor_update_every` critic updates; Kostrikov's DrQ:
+        # actor and target every 2nd update
+        return self._run_update((self._update_calls % self.actor_update_every == 0,
+                                 self._update_calls % self.target_update_every == 0), batch)
 
-    def _update_step(self, actor_due: bool, batch) -> dict[str, torch.Tensor]:
-        if self._compiled is not None and actor_due and self._compiled.supported():
+    def _update_step(self, due: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
+        actor_due, target_due = due
+        if self._compiled is not None and actor_due and target_due and self._compiled.supported():
             return self._compiled(batch)
         metrics = self.update_critic(batch)
         if actor_due:
             metrics.update(self.update_actor(batch.obs))
-        self.update_target()
+        if target_due:
+            self.update_target()
         return metrics
 
     def forward(self, loss: str, *args):

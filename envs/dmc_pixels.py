@@ -50,15 +50,21 @@ def default_camera(domain: str) -> int:
     return 2 if domain == "quadruped" else 0
 
 
-class RenderObservation(gymnasium.ObservationWrapper):
-    """Replace the observation by ``env.render()`` made channel-first: uint8 ``[3, H, W]``.
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # rl_with_resets wrappers/rgb2gray.py (ITU-R 601)
 
-    ``render()`` returns the last observed frame (H, W, 3) instead of rendering again.
+
+class RenderObservation(gymnasium.ObservationWrapper):
+    """Replace the observation by ``env.render()`` made channel-first: uint8 ``[3, H, W]``, or
+    ``[1, H, W]`` with ``grayscale`` (Nikishin et al.'s DrQ: 0.299 R + 0.587 G + 0.114 B,
+    truncated to uint8 as rl_with_resets' ``RGB2Gray`` does).
+
+    ``render()`` returns the last observed frame (H, W, 3) in colour instead of rendering again.
     """
 
-    def __init__(self, env: gymnasium.Env, height: int, width: int) -> None:
+    def __init__(self, env: gymnasium.Env, height: int, width: int, grayscale: bool = False) -> None:
         super().__init__(env)
-        self.observation_space = spaces.Box(0, 255, (3, height, width), np.uint8)
+        self.grayscale = bool(grayscale)
+        self.observation_space = spaces.Box(0, 255, (1 if grayscale else 3, height, width), np.uint8)
         self._frame: np.ndarray | None = None
 
     def observation(self, observation: Any) -> np.ndarray:
@@ -68,6 +74,8 @@ class RenderObservation(gymnasium.ObservationWrapper):
             raise ValueError(f"render() gave shape {frame.shape}, expected "
                              f"{self.observation_space.shape[1:] + (3,)}")
         self._frame = frame
+        if self.grayscale:  # [H, W, 3] . [3] -> [1, H, W]
+            return (frame @ GRAY_WEIGHTS).astype(np.uint8)[None]
         return np.ascontiguousarray(frame.transpose(2, 0, 1))
 
     def render(self) -> np.ndarray:
@@ -79,7 +87,7 @@ class RenderObservation(gymnasium.ObservationWrapper):
 
 def make_dmc_pixels(domain: str, task: str, *, seed: int | None = None,
                     action_repeat: int | None = None, frame_stack: int = 3,
-                    image_size: int = 84, camera_id: int | None = None,
+                    image_size: int = 84, camera_id: int | None = None, grayscale: bool = False,
                     shadow_size: int | None = DEFAULT_SHADOW_SIZE) -> gymnasium.Env:
     """``dmc:<domain>-<task>`` from pixels (see the module docstring).
 
@@ -102,9 +110,12 @@ def make_dmc_pixels(domain: str, task: str, *, seed: int | None = None,
     if shadow_size is not None:  # read when the render context is made, at the first render
         base.physics.model.vis.quality.shadowsize = int(shadow_size)
     env: gymnasium.Env = ActionRepeat(base, repeat) if repeat > 1 else base
-    env = RenderObservation(env, size, size)
+    if not isinstance(grayscale, bool):
+        raise ValueError(f"grayscale must be true or false, got {grayscale!r}")
+    env = RenderObservation(env, size, size, grayscale)
+    channels = env.observation_space.shape[0]
     env = FrameStackObservation(env, int(frame_stack), padding_type="reset")
-    env = ReshapeObservation(env, (3 * int(frame_stack), size, size))
+    env = ReshapeObservation(env, (channels * int(frame_stack), size, size))
     if seed is not None:
         env.action_space.seed(seed)
     return env

@@ -133,13 +133,14 @@ def check_env_id(env_id: str) -> ParsedEnvId:
 
 def make_env(env_id: str, seed: int | None = None, action_repeat: int | None = None, *,
              pixels: bool = False, frame_stack: int | None = None, training: bool = True,
-             image_size: int = 84) -> gymnasium.Env:
+             image_size: int = 84, grayscale: bool = False) -> gymnasium.Env:
     """Build the env for ``env_id``; ``seed`` seeds the task RNG and the action space (still
     call ``reset(seed=...)``).
 
     - ``dmc:`` / ``gym:`` from states: flat float32 observations, [-1, 1] Box actions;
       ``action_repeat`` None means 1.
-    - ``dmc:`` with ``pixels=True``: uint8 [3 * frame_stack, image_size, image_size] renders;
+    - ``dmc:`` with ``pixels=True``: uint8 [3 * frame_stack, image_size, image_size] renders
+      ([frame_stack, ...] with ``grayscale``);
       ``action_repeat`` None means the PlaNet value of the domain, ``frame_stack`` None means 3.
     - ``atari:<Game>``: the Atari-100k protocol, uint8 [frame_stack (4), 84, 84]; ``training``
       False drops the training-only parts (life loss as terminal, reward clipping).
@@ -160,7 +161,7 @@ def make_env(env_id: str, seed: int | None = None, action_repeat: int | None = N
 
         return make_dmc_pixels(parsed.name, parsed.task, seed=seed, action_repeat=action_repeat,
                                frame_stack=3 if frame_stack is None else frame_stack,
-                               image_size=image_size)
+                               image_size=image_size, grayscale=grayscale)
     action_repeat = check_action_repeat(1 if action_repeat is None else action_repeat)
     if parsed.kind == "dmc":
         from envs.dmc import DMCEnv

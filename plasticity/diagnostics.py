@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from agents.networks import ACTIVATIONS
-from plasticity.groups import _is_target, _matches, _target_prefixes, resolve_group
+from plasticity.groups import _is_target, _target_prefixes, resolve_group
 
 ACTIVATION_TYPES = tuple(ACTIVATIONS.values()) + (nn.LeakyReLU, nn.SiLU, nn.Mish, nn.Sigmoid)
 
@@ -76,7 +76,7 @@ class _GroupProbe:
         targets = _target_prefixes(agent)
         self.activations = [m for n, m in agent.named_modules()
                             if isinstance(m, ACTIVATION_TYPES) and not _is_target(n, targets)
-                            and any(_matches(n, pat) for pat in self.group.patterns)]
+                            and self.group.covers(n)]
 
 
 class Diagnostics:

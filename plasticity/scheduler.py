@@ -2,7 +2,10 @@
 
 Triggers count gradient updates or env steps (the unit is explicit) and fire at
 start, start + every, ... (start defaults to every), never after `stop_after` (in the same
-unit) and at most `max_count` times. The unit `switch` fires once, when the online phase
+unit), at most `max_count` times, and with a `horizon` (same unit) only where a whole interval
+still fits before it: count + every < horizon (BBF's `no_resets_after`, bigger_better_faster
+spr_agent.py `reset_weights`: at 20k env steps per interval and a 100k budget, resets at 20k, 40k
+and 60k, none at 80k). The unit `switch` fires once, when the online phase
 begins (after offline pre-training, or at the start of a run): warm start vs reset. The trainer calls `after_update` after every gradient
 update and `after_env_step` after each env step's updates, so the firing steps are the same
 at any replay ratio and, with the scheduler's state in the checkpoint, across a resume.
@@ -25,7 +28,8 @@ class Trigger:
     start: int | None = None
     stop_after: int | None = None
     max_count: int | None = None
-    stop_after_env_steps: int | None = None  # BBF: no resets after 100k env steps, any unit
+    stop_after_env_steps: int | None = None  # no firing after this many env steps, any unit
+    horizon: int | None = None  # fire only if count + every < horizon (a whole interval follows)
 
     def __post_init__(self):
         if self.unit not in UNITS:
@@ -40,18 +44,25 @@ class Trigger:
         return (count >= start and (count - start) % self.every == 0
                 and (self.stop_after is None or count <= self.stop_after)
                 and (self.stop_after_env_steps is None or env_steps <= self.stop_after_env_steps)
+                and (self.horizon is None or count + self.every < self.horizon)
                 and (self.max_count is None or fired < self.max_count))
 
 
 class Rule:
-    def __init__(self, name: str, intervention: Intervention, patterns, trigger: Trigger):
+    """`restart_schedules`: whether a firing restarts the agent's training schedules (BBF's n-step
+    and gamma annealing; agent `on_reset`): true for resets and S&P, false for H&T copies."""
+
+    def __init__(self, name: str, intervention: Intervention, patterns, trigger: Trigger,
+                 restart_schedules: bool = True):
         self.name, self.intervention, self.patterns, self.trigger = name, intervention, patterns, trigger
+        self.restart_schedules = restart_schedules
         self.fired = 0
 
 
 class ResetScheduler:
-    """Applies rules to `agent`; records every event. An agent may define `on_reset(rule_name)`
-    (BBF restarts its annealing there); it never contains reset logic of its own.
+    """Applies rules to `agent`; records every event. An agent may define `on_reset(event)`, called
+    with the event of each firing (BBF restarts its annealing there when the event's
+    `restart_schedules` is true); it never contains reset logic of its own.
     `regularizers` (e.g. Regen) act on every update through optimizer hooks; they are bound
     to their groups here so that their state travels with the scheduler's in checkpoints."""
 
@@ -81,10 +92,11 @@ class ResetScheduler:
             if rule.trigger.unit == unit and rule.trigger.fires(count, rule.fired, env_steps):
                 rule.intervention.apply()
                 rule.fired += 1
-                if hasattr(self.agent, "on_reset"):
-                    self.agent.on_reset(rule.name)
                 event = {"rule": rule.name, "intervention": type(rule.intervention).__name__,
-                         "group": list(rule.patterns), "updates": updates, "env_steps": env_steps}
+                         "group": list(rule.patterns), "updates": updates, "env_steps": env_steps,
+                         "restart_schedules": rule.restart_schedules}
+                if hasattr(self.agent, "on_reset"):
+                    self.agent.on_reset(event)
                 self.events.append(event)
                 fired.append(event)
         return fired
@@ -107,7 +119,7 @@ class ResetScheduler:
 
 def build_scheduler(agent, rules_cfg: list[dict], regularizers_cfg: list[dict] = ()) -> ResetScheduler:
     """Rules from config dicts: {name?, intervention, groups, unit, every, start?, stop_after?,
-    max_count?, and the intervention's own options (optimizer, target, shrink, ...)};
+    max_count?, stop_after_env_steps?, horizon?, and the intervention's own options (optimizer, target, shrink, ...)};
     regularizers from {kind, groups, and the regularizer's options (coef)}."""
     rules = []
     for i, spec in enumerate(rules_cfg or []):
@@ -117,10 +129,13 @@ def build_scheduler(agent, rules_cfg: list[dict], regularizers_cfg: list[dict] =
             raise ValueError(f"plasticity.rules[{i}].intervention = {kind!r}, allowed: {sorted(INTERVENTIONS)}")
         trigger = Trigger(spec.pop("unit", None), spec.pop("every", None), spec.pop("start", None),
                           spec.pop("stop_after", None), spec.pop("max_count", None),
-                          spec.pop("stop_after_env_steps", None))
+                          spec.pop("stop_after_env_steps", None), spec.pop("horizon", None))
         patterns = spec.pop("groups")
         name = spec.pop("name", None) or f"{kind}:{'+'.join(patterns)}"
-        rules.append(Rule(name, INTERVENTIONS[kind](**spec), patterns, trigger))
+        restart = spec.pop("restart_schedules", kind != "hare_tortoise")
+        if not isinstance(restart, bool):
+            raise ValueError(f"plasticity.rules[{i}].restart_schedules = {restart!r}: must be true or false")
+        rules.append(Rule(name, INTERVENTIONS[kind](**spec), patterns, trigger, restart))
     regularizers = []
     for i, spec in enumerate(regularizers_cfg or []):
         spec = dict(spec)

@@ -16,6 +16,8 @@ def env_kwargs(env_cfg: dict) -> dict:
               "frame_stack": env_cfg.get("frame_stack")}
     if env_cfg.get("image_size"):  # DMC pixels only (Atari is 84x84 by protocol)
         kwargs["image_size"] = env_cfg["image_size"]
+    if env_cfg.get("grayscale"):  # DMC pixels only
+        kwargs["grayscale"] = env_cfg["grayscale"]
     return kwargs
 
 
@@ -53,8 +55,11 @@ def _storage_buffer(agent_cfg, env_cfg, obs_space, action_shape, action_dtype, c
         if channels % stack:
             raise ValueError(f"observation channels {channels} are not a multiple of the frame "
                              f"stack {stack} (env.frame_stack)")
+        # Atari: stacks zero-padded before a game / life start (Dopamine and BBF); DMC: the first
+        # frame repeated (gymnasium FrameStackObservation padding "reset", jaxrl's FrameStack)
+        padding = "zero" if check_env_id(env_cfg["id"]).kind == "atari" else "repeat"
         return ReplayBuffer.for_pixels(agent_cfg["buffer_size"], (channels // stack, height, width),
-                                       stack, action_shape, action_dtype, **common)
+                                       stack, action_shape, action_dtype, padding=padding, **common)
     return ReplayBuffer.for_spaces(agent_cfg["buffer_size"], obs_space.shape, action_shape,
                                    action_dtype=action_dtype, **common)
 

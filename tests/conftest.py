@@ -7,6 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import runner.resolvers  # noqa: F401  (the configs' resolvers, as train.py registers them)
 from envs import gl
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")

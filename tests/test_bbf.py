@@ -73,24 +73,49 @@ def test_weight_decay_only_on_matrices():
 
 
 def test_bbf_preset_through_the_scheduler_restarts_annealing():
-    cfg = make_config("agent=bbf", "env=atari/pong", "plasticity=bbf", "plasticity.every=2")
+    cfg = make_config("agent=bbf", "env=atari/pong", "plasticity=bbf", "plasticity.every=2",
+                      "plasticity.horizon=7")
     torch.manual_seed(0)
     agent, buf = BBF(OBS, 6, **TINY), filled_buffer()
     scheduler = build_scheduler(agent, cfg["plasticity"]["rules"])
     encoder = {n: p.detach().clone() for n, p in agent.critic.encoder.named_parameters()}
-    for update in (1, 2):
+    for step in (1, 2):
         agent.update(agent.sample_batch(buf, 4))
         head = agent.critic.head.value.weight.detach().clone()
-        events = scheduler.after_update(update, env_steps=100)
+        events = scheduler.after_env_step(step, updates=step)
     assert [e["intervention"] for e in events] == ["Reset", "ShrinkPerturb"]
+    assert all(e["restart_schedules"] for e in events)
     assert agent._cycle_updates == 0 and agent.n_step == 10
     assert not torch.equal(agent.critic.head.value.weight, head)
     for n, p in agent.critic.encoder.named_parameters():  # 0.5 trained + 0.5 fresh: moved
         assert not torch.equal(p, encoder[n]), n
-    # no resets after 100k env steps
-    for update in (3, 4):
-        agent.update(agent.sample_batch(buf, 4))
-    assert scheduler.after_update(4, env_steps=100_001) == []
+    # a reset fires only where a whole interval still fits before the horizon (BBF's
+    # no_resets_after): at 4 (4 + 2 < 7), not at 6 (6 + 2 >= 7)
+    fired = [step for step in range(3, 9) if scheduler.after_env_step(step, updates=step)]
+    assert fired == [4]
+
+
+def test_bbf_preset_fires_at_the_reference_steps():
+    """BBF.gin at replay ratio 2: reset_every 20k env steps, no_resets_after 100k -> resets at
+    20k, 40k, 60k env steps (bigger_better_faster spr_agent.py reset_weights), none at 80k."""
+    cfg = make_config("agent=bbf", "env=atari/pong", "plasticity=bbf")
+    scheduler = build_scheduler(BBF(OBS, 6, **TINY), cfg["plasticity"]["rules"])
+    steps = sorted({e["env_steps"] for step in range(1, 100_001)
+                    for e in scheduler.after_env_step(step, updates=2 * step)})
+    assert steps == [20_000, 40_000, 60_000]
+
+
+def test_hare_tortoise_copy_does_not_restart_bbf_annealing():
+    cfg = make_config("agent=bbf", "env=atari/pong", "plasticity=bbf_hare_tortoise",
+                      "plasticity.every=1000")
+    torch.manual_seed(0)
+    agent, buf = BBF(OBS, 6, **TINY), filled_buffer()
+    rules = [r for r in cfg["plasticity"]["rules"] if r["intervention"] == "hare_tortoise"]
+    assert rules and rules[0]["restart_schedules"] is False
+    scheduler = build_scheduler(agent, rules)
+    agent.update(agent.sample_batch(buf, 4))
+    (event,) = scheduler.after_env_step(1000, updates=1)
+    assert event["intervention"] == "HareTortoise" and agent._cycle_updates == 1
 
 
 def test_save_load_round_trip(tmp_path):
@@ -109,7 +134,9 @@ def test_save_load_round_trip(tmp_path):
 
 @pytest.mark.parametrize("preset, events", [("bbf", 2), ("bbf_hare_tortoise", 3)])
 def test_bbf_trains_on_real_pong_with_its_resets(tmp_path, preset, events):
-    cfg = make_config("agent=bbf", "env=atari/pong", f"plasticity={preset}", "plasticity.every=20",
+    # every 120 env steps (updates 1..21 run at env steps 100..120), horizon 241: one firing
+    cfg = make_config("agent=bbf", "env=atari/pong", f"plasticity={preset}", "plasticity.every=120",
+                      "plasticity.horizon=241",
                       "agent.width_scale=1", "agent.hidden_dims=[64]", "agent.batch_size=4",
                       "agent.buffer_size=1000", "agent.replay_ratio=1", "train.total_steps=130",
                       "train.learning_starts=100", "train.eval_every=0", "train.eval_episodes=1",
@@ -118,5 +145,6 @@ def test_bbf_trains_on_real_pong_with_its_resets(tmp_path, preset, events):
     assert isinstance(trainer.buffer.sampler, PrioritizedSampler)
     summary = trainer.train()
     assert summary["updates"] == 31
-    assert [e["updates"] for e in summary["plasticity_events"]] == [20] * events
+    assert [e["updates"] for e in summary["plasticity_events"]] == [21] * events
+    assert [e["env_steps"] for e in summary["plasticity_events"]] == [120] * events
     assert math.isfinite(summary["final_eval_human_normalized"])

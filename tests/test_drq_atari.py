@@ -72,7 +72,7 @@ def test_double_dqn_target_and_huber_loss_by_hand():
     with torch.no_grad():  # a target that disagrees with the online net
         for p in agent._target_params:
             p.add_(0.3 * torch.randn_like(p))
-    agent.on_reset("edited by hand")  # weights changed in place, as after an intervention
+    agent.on_reset({"rule": "edited by hand"})  # weights changed in place, as after an intervention
     batch = pixel_buffer(num_actions=4).sample(16)
     loss, metrics = agent.td_loss(batch)
     with torch.no_grad():

@@ -39,7 +39,7 @@ def test_drq_trains_on_real_dmc_pixels_and_records_a_video(tmp_path):
     summary = trainer.train()
     assert summary["updates"] == 51 and summary["episodes"] == 1
     assert summary["final_eval_return"] is not None and summary["final_eval_return"] >= 0
-    assert trainer.buffer.sample(2).obs.shape == (2, 9, 32, 32)
+    assert trainer.buffer.sample(2).obs.shape == (2, 3, 32, 32)  # agent=drq: 3 stacked gray frames
     video = tmp_path / "videos" / "eval_00000150.mp4"
     assert video.stat().st_size > 1000
 

@@ -78,7 +78,7 @@ def test_shrink_perturb_zero_one_is_a_fresh_init_with_the_same_generator():
     torch.manual_seed(7)
     sp.apply()
     torch.manual_seed(7)
-    reference = EnsembleLinear(2, 16, 1)  # constructed fresh: same draws, same order
+    reference = EnsembleLinear(2, 16, 1, "orthogonal", math.sqrt(2))  # constructed fresh (jaxrl init): same draws
     assert torch.equal(agent.critic.head.weight, reference.weight)
     assert torch.equal(agent.critic.head.bias, reference.bias)
 

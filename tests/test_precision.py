@@ -68,8 +68,10 @@ def losses(name, agent, batch) -> dict[str, torch.Tensor]:
     """The losses of one update on `batch`, computed after the same seed."""
     torch.manual_seed(1)
     if name == "drq":
-        critic, _, features = agent.critic_loss(batch)
-        actor, _ = agent.actor_loss(features.detach())
+        critic, _, obs = agent.critic_loss(batch)  # obs: the first augmented view
+        with torch.no_grad(), agent._autocast():
+            features = agent.encoder(obs)
+        actor, _ = agent.actor_loss(features)
         return {"critic_loss": critic, "actor_and_alpha_loss": actor}
     if name == "drq_atari":
         return {"td_loss": agent.td_loss(batch)[0]}
