@@ -8,36 +8,63 @@ offline data, online data or both in one replay buffer. With u = Q'(s,a) - V(s):
     actor:   L_pi = -E[min(exp(beta * (min_j Q'_j(s,a) - V(s))), w_max) * log pi(a|s)]   (AWR)
     target:  theta' <- (1 - tau_ema) theta' + tau_ema theta
 
-tau = `expectile`: V tends to the tau-expectile of Q' over the data's actions (an in-sample max as
-tau -> 1). beta = `temperature`, the paper's inverse temperature: 10 for AntMaze (the default, with
-expectile 0.9: REFERENCE's offline-to-online setting), 3 for MuJoCo locomotion (with expectile 0.7).
-w_max = `max_weight` = 100 as in the paper. R and d come from the replay buffer (n-step return and
-gamma^m, 0 at termination). Order per update as in the paper's code: V, then pi (with the new V),
-then Q (bootstrapping from the new V), then the target EMA. Q' is the target critic.
-
-pi(a|s) = N(tanh(mu(s)), sigma^2) with a state-independent log sigma in [-5, 2] (`actor.head.log_std`);
-the deterministic action is the mean, a sampled one is clipped to [-1, 1]. `dropout` applies to the
-actor's trunk only (IQL uses 0.1 on Kitchen/Adroit, none elsewhere) and is off when acting.
-Differences from the paper's code: PyTorch's default init instead of orthogonal, constant actor lr
-(the paper decays it with a cosine schedule over a fixed 1M-step horizon).
+Q' is the target critic; R and d come from the replay buffer (n-step return and gamma^m, 0 at
+termination). Each setting against ikostrikov/implicit_q_learning @ 09d7002, file by file:
+- order per update V, pi (with the new V), Q (bootstrapping from the new V), target EMA:
+  learner.py `_update_jit`; tau_ema = `tau` 0.005, Adam lr 3e-4 each: configs/*.py.
+- tau = `expectile`, beta = `temperature` (inverse temperature): 0.9 / 10 for AntMaze (the
+  default; configs/antmaze_config.py, antmaze_finetune_config.py), 0.7 / 3 for MuJoCo locomotion
+  (configs/mujoco_config.py). V tends to the tau-expectile of Q' over the data's actions.
+- w_max = `max_weight` = 100: actor.py `jnp.minimum(exp_a, 100.0)`.
+- pi(a|s) = N(tanh(mu(s)), sigma^2), state-independent log sigma in [-5, 2] (`actor.head.log_std`):
+  learner.py `NormalTanhPolicy(log_std_min=-5.0, state_dependent_std=False,
+  tanh_squash_distribution=False)`, policy.py LOG_STD_MAX. The deterministic action is the mean; a
+  sampled one is clipped to [-1, 1] (learner.py `sample_actions`).
+- `dropout` on the actor's trunk only, off when acting: configs/kitchen_config.py dropout_rate 0.1.
+- `init` (agents/init.py): orthogonal with gain sqrt(2) on every Dense, the policy mean included:
+  common.py `default_init`.
+- Actor lr (`actor_lr_schedule`): learner.py `opt_decay_schedule="cosine"`:
+  `scale_by_adam` then `scale_by_schedule(cosine_decay_schedule(-actor_lr, max_steps))`, the actor
+  only. Actor update t (0-based; optax's count starts at 0) uses lr * 0.5 * (1 + cos(pi t / T)),
+  T = `actor_lr_decay_steps` = max_steps, the offline updates (train_offline.py, 1M); the config
+  sets T = `offline.pretrain_updates`. From update T on the lr is `lr` again: the online phase
+  follows train_finetune.py, whose configs/antmaze_finetune_config.py keeps every lr constant
+  (`opt_decay_schedule = None`; ours: `actor_lr_schedule=constant`). T null or 0: constant.
+  The schedule is torch's LambdaLR, stepped once per actor update and saved with the optimizers.
+- Reward normalization (MuJoCo 1000 / return range, AntMaze r - 1): train_offline.py, applied by
+  the replay loader (`offline.reward_normalization`, replay/datasets.py), not here.
 Submodule names (`actor`, `critic`, `critic_target`, `value`, each split into `trunk` and `head`) are
-the plasticity groups' handles; nothing here resets anything. The update makes no host syncs.
+the plasticity groups' handles; nothing here resets anything (an optimizer reset leaves the lr
+schedule's count alone). The update makes no host syncs.
 """
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
 
 from agents.base import Agent
+from agents.init import agent_init
 from agents.networks import EnsembleCritic, GaussianActor, StateValue
 
 # Constructor arguments. expectile / temperature: the paper's AntMaze values (0.7 / 3 for locomotion).
+# actor_lr_decay_steps None: no horizon, a constant lr (configs/agent/iql.yaml sets the pre-training's).
 IQL_DEFAULTS = dict(
     hidden_dims=(256, 256), num_critics=2, layer_norm=False, activation="relu", dropout=None,
-    lr=3e-4, tau=0.005, expectile=0.9, temperature=10.0, max_weight=100.0,
+    lr=3e-4, tau=0.005, expectile=0.9, temperature=10.0, max_weight=100.0, init="orthogonal",
+    actor_lr_schedule="cosine", actor_lr_decay_steps=None,
 )
+ACTOR_LR_SCHEDULES = ("cosine", "constant")
+
+
+def actor_lr_factor(schedule: str, decay_steps: int | None, t: int) -> float:
+    """The actor lr multiplier of actor update t (0-based): 0.5 * (1 + cos(pi t / T)) for t < T
+    under `cosine` (learner.py, optax.cosine_decay_schedule), else 1."""
+    if schedule == "constant" or not decay_steps or t >= decay_steps:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * t / decay_steps))
 
 
 def expectile_loss(u: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -61,10 +88,17 @@ class IQL(Agent):
         h = self._set_hparams(IQL_DEFAULTS, obs_dim, action_dim, device, hparams)
         if not 0.0 < h["expectile"] < 1.0:
             raise ValueError(f"expectile={h['expectile']}: must be in (0, 1)")
+        schedule, decay_steps = h["actor_lr_schedule"], h["actor_lr_decay_steps"]
+        if schedule not in ACTOR_LR_SCHEDULES:
+            raise ValueError(f"actor_lr_schedule={schedule!r}: must be one of {list(ACTOR_LR_SCHEDULES)}")
+        if decay_steps is not None and not (isinstance(decay_steps, int) and decay_steps >= 0
+                                            and not isinstance(decay_steps, bool)):
+            raise ValueError(f"actor_lr_decay_steps={decay_steps!r}: must be null or an integer >= 0")
         self.expectile, self.temperature = float(h["expectile"]), float(h["temperature"])
         self.max_weight, self.tau, self.dropout = float(h["max_weight"]), h["tau"], h["dropout"]
 
-        net = dict(hidden_dims=h["hidden_dims"], layer_norm=h["layer_norm"], activation=h["activation"])
+        net = dict(hidden_dims=h["hidden_dims"], layer_norm=h["layer_norm"], activation=h["activation"],
+                   init=agent_init(h["init"]))
         self.actor = GaussianActor(obs_dim, action_dim, dropout=h["dropout"], **net)
         self.critic = EnsembleCritic(obs_dim, action_dim, num_critics=h["num_critics"], **net)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -79,6 +113,9 @@ class IQL(Agent):
         }
         self._params = {name: list(getattr(self, name).parameters()) for name in self.optimizers}
         self._target_params = list(self.critic_target.parameters())
+        # a plain function: LambdaLR saves none of it, so a load keeps this config's schedule
+        self.actor_lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizers["actor"], lambda t: actor_lr_factor(schedule, decay_steps, t))
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
@@ -108,6 +145,7 @@ class IQL(Agent):
         self._step("value", loss)
         loss, actor_metrics = self.actor_loss(batch.obs, batch.action, q_target)
         self._step("actor", loss)
+        self.actor_lr_scheduler.step()  # the lr of the next actor update
         loss, critic_metrics = self.critic_loss(batch)
         self._step("critic", loss)
         self.update_target()
@@ -144,3 +182,19 @@ class IQL(Agent):
         torch._foreach_lerp_(self._target_params, self._params["critic"], self.tau)
 
     # ----------------------------------------------------------- persistence
+    def training_state(self) -> dict:
+        """The base state plus the actor lr schedule (its count and base lr)."""
+        return {**super().training_state(), "actor_lr_schedule": self.actor_lr_scheduler.state_dict()}
+
+    def load_training_state(self, state: dict) -> None:
+        """Restore weights, optimizers and the schedule's count; the actor lr is then recomputed
+        from the stored base lr and count with this agent's schedule. A state saved before the
+        schedule existed keeps its lr as the base, with the count at 0."""
+        super().load_training_state(state)
+        scheduler, group = self.actor_lr_scheduler, self.optimizers["actor"].param_groups[0]
+        if "actor_lr_schedule" in state:
+            scheduler.load_state_dict(state["actor_lr_schedule"])
+        else:
+            scheduler.base_lrs, scheduler.last_epoch = [float(group["lr"])], 0
+        group["lr"] = scheduler.base_lrs[0] * scheduler.lr_lambdas[0](scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"]]

@@ -9,6 +9,12 @@ rescaled to [-1, 1]. Terminations and truncations are kept apart; an episode who
 neither (e.g. cut by the recorder) gets that step marked truncated (bootstrap from its next
 observation), so n-step returns never run from one episode into the next. A dataset that does
 not fit the env is refused with `DatasetMismatchError` before anything is loaded.
+
+`reward_normalization="returns_range"` (IQL's MuJoCo locomotion setting, ikostrikov/
+implicit_q_learning train_offline.py `normalize`) scales rewards by 1000 / (R_max - R_min), the
+largest minus the smallest undiscounted episode return of the dataset's raw rewards. It composes
+with the given transform as r' = scale * (1000 / (R_max - R_min)) * r + shift (normalization first);
+the composed transform is `OfflineData.reward_transform`, for the online rewards as well.
 """
 from __future__ import annotations
 
@@ -25,6 +31,10 @@ from replay.reward import RewardTransform
 from replay.storage import TensorStorage, transition_specs
 
 
+REWARD_NORMALIZATIONS = ("none", "returns_range")
+RETURNS_RANGE_TARGET = 1000.0  # train_offline.py: rewards /= (max - min return); rewards *= 1000
+
+
 class DatasetMismatchError(ValueError):
     """A dataset whose observations or actions do not fit the env."""
 
@@ -38,8 +48,9 @@ class OfflineData:
     episodes: int
     steps: int
     closed_by_loader: int  # episodes whose last step was neither terminated nor truncated
-    reward_transform: RewardTransform
+    reward_transform: RewardTransform  # applied to the stored rewards (normalization included)
     metadata: dict = field(default_factory=dict)  # minari's (spaces left out)
+    return_range: tuple[float, float] | None = None  # (min, max) episode return, raw rewards
 
 
 def resolve_dataset(source, root=None) -> Path:
@@ -109,15 +120,32 @@ def _read_metadata(dataset) -> dict:
     return meta
 
 
+def returns_range_transform(returns, transform: RewardTransform, name: str) -> RewardTransform:
+    """`transform` after the 1000 / (max - min episode return) scaling (train_offline.py
+    `normalize`); ValueError when every episode has the same return."""
+    low, high = float(np.min(returns)), float(np.max(returns))
+    if not np.isfinite(high - low) or high - low <= 0.0:
+        raise ValueError(
+            f"offline.reward_normalization = 'returns_range': dataset '{name}' has "
+            f"{len(returns)} episode(s) whose returns span [{low!r}, {high!r}], no positive finite "
+            "range to divide by; use offline.reward_normalization=none (and offline.reward_scale)")
+    return RewardTransform(transform.scale * RETURNS_RANGE_TARGET / (high - low), transform.shift)
+
+
 def load_offline(source, observation_space, action_space, *, device="cpu",
                  reward_transform: RewardTransform | None = None, root=None,
-                 env_name: str | None = None) -> OfflineData:
+                 env_name: str | None = None, reward_normalization: str = "none") -> OfflineData:
     """Load every episode of a Minari dataset into a TensorStorage on `device`.
 
     `observation_space`/`action_space` are the env's (after our wrappers); `env_name` only
-    appears in error messages. Rewards are stored as `reward_transform(r)` (float32).
+    appears in error messages. Rewards are stored as `reward_transform(r)` (float32), after the
+    `reward_normalization` scaling (see the module docstring).
     """
     from minari import MinariDataset
+
+    if reward_normalization not in REWARD_NORMALIZATIONS:
+        raise ValueError(f"offline.reward_normalization = {reward_normalization!r}: must be one "
+                         f"of {list(REWARD_NORMALIZATIONS)}")
 
     data_path = resolve_dataset(source, root)
     dataset = MinariDataset(data_path)
@@ -141,14 +169,18 @@ def load_offline(source, observation_space, action_space, *, device="cpu",
         parts["obs"].append(flat[:-1])
         parts["next_obs"].append(flat[1:])
         parts["action"].append(rescale_actions(ds_action, np.asarray(ep.actions)))
-        parts["reward"].append(transform(np.asarray(ep.rewards).reshape(steps)))
+        parts["reward"].append(np.asarray(ep.rewards).reshape(steps))  # raw: transformed below
         parts["terminated"].append(terminated)
         parts["truncated"].append(truncated)
         episodes += 1
     if not episodes:
         raise ValueError(f"offline dataset '{source}' ({data_path.parent}) has no transitions")
 
+    returns = [float(np.sum(r, dtype=np.float64)) for r in parts["reward"]]
+    if reward_normalization == "returns_range":
+        transform = returns_range_transform(returns, transform, str(source))
     data = {k: np.concatenate(v) for k, v in parts.items()}
+    data["reward"] = transform(data["reward"])
     total = len(data["reward"])
     obs_shape = tuple(observation_space.shape)
     for key in ("obs", "next_obs"):
@@ -161,4 +193,4 @@ def load_offline(source, observation_space, action_space, *, device="cpu",
     storage = TensorStorage(total, specs, device)
     storage.add_batch(**data)
     return OfflineData(storage, str(source), str(data_path.parent), episodes, total, closed,
-                       transform, meta)
+                       transform, meta, (min(returns), max(returns)))

@@ -17,7 +17,7 @@ from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from runner.evaluate import evaluate, summarize
 from runner.logger import RunLogger
 from runner.video import record_eval_video
-from runner.offline import attach_dataset, load_pretrained, reward_transform
+from runner.offline import attach_offline, load_pretrained, reward_transform
 from runner.seeding import derived_seed, rng_state, seed_everything, set_rng_state
 from runner.validate import ConfigError, resolve_device, validate_config
 
@@ -42,8 +42,8 @@ class Trainer:
         if offline["init_from"]:  # before the scheduler binds: snapshots start from these weights
             load_pretrained(self.agent, offline["init_from"])
         buffer = make_buffer(agent_cfg, self.env, env_cfg, self.device, seed)
-        self.buffer = attach_dataset(buffer, offline, self.env, env_cfg["id"], self.device, seed)
-        self.reward_transform = reward_transform(offline)
+        self.buffer, offline_data = attach_offline(buffer, offline, self.env, env_cfg["id"], self.device, seed)
+        self.reward_transform = reward_transform(offline, offline_data)
         plasticity, diag = cfg["plasticity"], cfg["diagnostics"]
         self.scheduler = build_scheduler(self.agent, plasticity["rules"], plasticity.get("regularizers"))
         self.diagnostics = Diagnostics(self.agent, diag["groups"], diag["every"], diag["tau"],

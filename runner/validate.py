@@ -2,9 +2,13 @@
 before any environment, network or file is created."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from agents import AGENTS
+from agents.init import AGENT_INITS
+from agents.networks import LOG_STD_FORMS
 from agents.acceleration import COMPILE_MODES
 from agents.networks import ACTIVATIONS
 from envs import EnvIdError, check_env_id
@@ -22,6 +26,10 @@ def _is_int(v) -> bool:
 
 def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    return _is_num(v) and math.isfinite(v)
 
 
 def _check(errors, cfg, key, ok, allowed):
@@ -62,7 +70,7 @@ def validate_config(cfg: dict) -> None:
     _check(e, cfg, "agent.buffer_size", int_ge(1), "an integer >= 1")
     _check(e, cfg, "agent.n_step", int_ge(1), "an integer >= 1")
     _check(e, cfg, "agent.gamma", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]")
-    _check(e, cfg, "agent.lr", lambda v: _is_num(v) and v > 0, "a number > 0")
+    _check(e, cfg, "agent.lr", lambda v: _finite(v) and v > 0, "a finite number > 0")
     _check(e, cfg, "agent.hidden_dims",
            lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(w) and w > 0 for w in v),
            "a non-empty list of positive integers")
@@ -81,7 +89,7 @@ def validate_config(cfg: dict) -> None:
             ("epsilon_eval", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
             ("target_update_every", int_ge(1), "an integer >= 1 (updates between target copies)"),
             ("num_critics", int_ge(1), "an integer >= 1"),
-            ("init_temperature", lambda v: _is_num(v) and v > 0, "a number > 0"),
+            ("init_temperature", lambda v: _finite(v) and v > 0, "a finite number > 0"),
             ("actor_update_every", int_ge(1), "an integer >= 1 (critic updates per actor update)"),
             ("actor_q", lambda v: v in ("min", "mean"), "one of ['min', 'mean']"),
             ("expectile", lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
@@ -89,7 +97,20 @@ def validate_config(cfg: dict) -> None:
             ("max_weight", lambda v: _is_num(v) and v > 0, "a number > 0"),
             ("dropout", lambda v: v is None or (_is_num(v) and 0 <= v < 1), "null or a number in [0, 1)"),
             ("precision", lambda v: v in ("fp32", "bf16"), "one of ['fp32', 'bf16'] (bf16: bfloat16 autocast)"),
-            ("channels_last", lambda v: isinstance(v, bool), "true or false (NHWC conv memory format)")):
+            ("channels_last", lambda v: isinstance(v, bool), "true or false (NHWC conv memory format)"),
+            ("init", lambda v: v in AGENT_INITS, f"one of {list(AGENT_INITS)} (agents/init.py)"),
+            ("log_std_form", lambda v: v in LOG_STD_FORMS, f"one of {list(LOG_STD_FORMS)}"),
+            ("log_std_bounds", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_finite, v))
+             and v[0] < v[1], "[min, max], finite numbers with min < max"),
+            ("target_entropy", lambda v: v is None or _finite(v), "null or a finite number"),
+            ("target_entropy_per_action", _finite, "a finite number (H_target = it * |A|; jaxrl SAC -0.5)"),
+            ("target_update_every", int_ge(1), "an integer >= 1 (updates between target updates)"),
+            ("q_views", int_ge(1), "an integer >= 1 (DrQ's M: augmented views of s)"),
+            ("target_views", int_ge(1), "an integer >= 1 (DrQ's K: augmented views of s')"),
+            ("conv_padding", lambda v: v in ("valid", "same"), "one of ['valid', 'same']"),
+            ("layer_norm", lambda v: isinstance(v, bool), "true or false"),
+            ("actor_layer_norm", lambda v: isinstance(v, bool), "true or false"),
+            ("backup_entropy", lambda v: isinstance(v, bool), "true or false")):
         if key in own:
             _check(e, cfg, f"agent.{key}", ok, allowed)
     if "compile" in own:
@@ -146,6 +167,8 @@ def _validate_env(e: list[str], cfg: dict) -> None:
     stack = env.get("frame_stack")
     if not (stack is None or (_is_int(stack) and stack >= 1)):
         e.append(f"env.frame_stack = {stack!r}: must be null (3 for DMC pixels, 4 for Atari) or an integer >= 1")
+    if not isinstance(env.get("grayscale", False), bool) or (env.get("grayscale") and pixels is not True):
+        e.append(f"env.grayscale = {env.get('grayscale')!r}: must be true or false (true only with env.pixels=true)")
     size = env.get("image_size")
     if size is not None and not (_is_int(size) and size >= 16 and pixels is True):
         e.append(f"env.image_size = {size!r}: must be null (84) or an integer >= 16, with env.pixels=true")
@@ -177,7 +200,7 @@ def _validate_plasticity(e: list[str], plasticity) -> None:
         if not (_is_int(rule.get("every")) and rule["every"] >= 1):
             e.append(f"{key}.every = {rule.get('every')!r}: must be an integer >= 1")
         _check_groups(e, key, rule.get("groups"))
-        for opt in ("start", "stop_after", "max_count", "stop_after_env_steps"):
+        for opt in ("start", "stop_after", "max_count", "stop_after_env_steps", "horizon"):
             v = rule.get(opt)
             if v is not None and not (_is_int(v) and v >= 0):
                 e.append(f"{key}.{opt} = {v!r}: must be null or an integer >= 0")
@@ -226,11 +249,28 @@ def _validate_offline(e: list[str], cfg: dict) -> None:
     _check(e, cfg, "offline.pretrain_updates", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
     _check(e, cfg, "offline.init_from", lambda v: v is None or isinstance(v, str),
            "null or the path of an agent.pt (or its run directory)")
-    _check(e, cfg, "offline.reward_scale", _is_num, "a number")
-    _check(e, cfg, "offline.reward_shift", _is_num, "a number")
+    _check(e, cfg, "offline.reward_scale", _finite, "a finite number")
+    _check(e, cfg, "offline.reward_shift", _finite, "a finite number")
     if _is_int(off.get("pretrain_updates")) and off["pretrain_updates"] > 0 and not off.get("dataset"):
         e.append(f"offline.pretrain_updates = {off['pretrain_updates']}: needs offline.dataset "
                  "(pre-training runs on the dataset alone)")
+    from replay.datasets import REWARD_NORMALIZATIONS
+    norm = off.get("reward_normalization", "none")  # absent in configs saved before the key existed
+    if norm not in REWARD_NORMALIZATIONS:
+        e.append(f"offline.reward_normalization = {norm!r}: must be one of {list(REWARD_NORMALIZATIONS)} "
+                 "(returns_range: r * 1000 / (max - min episode return of the dataset))")
+    elif norm != "none" and not off.get("dataset"):
+        e.append(f"offline.reward_normalization = {norm!r}: needs offline.dataset (the scale comes "
+                 "from its episode returns)")
+    # IQL's actor lr horizon defaults to offline.pretrain_updates, so it is checked here
+    from agents.iql import ACTOR_LR_SCHEDULES
+    agent = cfg.get("agent", {})
+    if "actor_lr_schedule" in agent:
+        _check(e, cfg, "agent.actor_lr_schedule", lambda v: v in ACTOR_LR_SCHEDULES,
+               f"one of {list(ACTOR_LR_SCHEDULES)} (cosine: decay over agent.actor_lr_decay_steps)")
+    if "actor_lr_decay_steps" in agent:
+        _check(e, cfg, "agent.actor_lr_decay_steps", lambda v: v is None or (_is_int(v) and v >= 0),
+               "null or an integer >= 0 (actor updates of the cosine decay; null or 0: constant lr)")
 
 
 def resolve_device(name: str) -> torch.device:

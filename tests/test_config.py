@@ -20,7 +20,7 @@ def test_default_config_is_valid():
 @pytest.mark.parametrize("overrides, message", [
     (["agent.replay_ratio=0"], "agent.replay_ratio = 0: must be an integer >= 1"),
     (["agent.replay_ratio=1.5"], "agent.replay_ratio = 1.5"),
-    (["agent.lr=-0.001"], "agent.lr = -0.001: must be a number > 0"),
+    (["agent.lr=-0.001"], "agent.lr = -0.001: must be a finite number > 0"),
     (["agent.batch_size=512", "agent.buffer_size=100"], "agent.batch_size = 512: must not exceed agent.buffer_size = 100"),
     (["agent.gamma=1.5"], "agent.gamma = 1.5: must be a number in (0, 1]"),
     (["agent.tau=0"], "agent.tau = 0"),

@@ -285,3 +285,75 @@ def test_collect_to_a_relative_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # minari would join a relative root onto its own paths
     collect("gym:Pendulum-v1", "rel/pendulum-v0", episodes=1, root="data/minari", progress=False)
     assert (tmp_path / "data/minari/rel/pendulum-v0/data/metadata.json").is_file()
+
+
+def reward_dataset(root, dataset_id, episode_rewards, obs_dim=2):
+    """A hand-made dataset: one episode per list of rewards, each ending terminated."""
+    obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    act_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    episodes = []
+    for e, rewards in enumerate(episode_rewards):
+        n = len(rewards)
+        episodes.append(EpisodeBuffer(
+            id=e, observations=np.arange((n + 1) * obs_dim, dtype=np.float32).reshape(n + 1, obs_dim),
+            actions=np.zeros((n, 1), np.float32), rewards=list(rewards),
+            terminations=[False] * (n - 1) + [True], truncations=[False] * n))
+    write_dataset(episodes, dataset_id, obs_space, act_space, root=root, algorithm_name="hand-made",
+                  description="rewards for the returns_range tests")
+    return root / dataset_id
+
+
+# returns -1, 7, 2.5: 1000 / (7 - (-1)) = 125, exact in float32 like every product below
+EPISODES = [[-0.5, -0.5], [3.0, 4.0], [1.25, 1.25]]
+ENV_SPACES = (spaces.Box(-np.inf, np.inf, (2,), np.float32), spaces.Box(-1.0, 1.0, (1,), np.float32))
+
+
+def test_returns_range_scales_by_1000_over_the_return_range(tmp_path):
+    """IQL train_offline.py `normalize`: rewards / (max return - min return) * 1000."""
+    path = reward_dataset(tmp_path, "hand/returns-v0", EPISODES)
+    raw = np.concatenate(EPISODES).astype(np.float32)
+    plain = load_offline(path, *ENV_SPACES)
+    assert plain.storage.fields["reward"].numpy().tolist() == raw.tolist()
+    assert plain.return_range == (-1.0, 7.0) and plain.reward_transform == RewardTransform()
+    data = load_offline(path, *ENV_SPACES, reward_normalization="returns_range")
+    assert data.return_range == (-1.0, 7.0) and data.reward_transform == RewardTransform(125.0, 0.0)
+    assert data.storage.fields["reward"].numpy().tolist() == (raw * 125).tolist()
+    assert data.storage.fields["reward"].tolist() == [-62.5, -62.5, 375.0, 500.0, 156.25, 156.25]
+    # then reward_scale and reward_shift: r' = 2 * 125 * r - 1
+    both = load_offline(path, *ENV_SPACES, reward_normalization="returns_range",
+                        reward_transform=RewardTransform(scale=2.0, shift=-1.0))
+    assert both.reward_transform == RewardTransform(250.0, -1.0)
+    assert both.storage.fields["reward"].tolist() == [-126.0, -126.0, 749.0, 999.0, 311.5, 311.5]
+
+
+def test_returns_range_applies_to_online_rewards(tmp_path):
+    from types import SimpleNamespace
+
+    from runner.offline import attach_offline, reward_transform
+    path = reward_dataset(tmp_path, "hand/returns-v0", EPISODES)
+    cfg = {"dataset": str(path), "fraction": 0.5, "reward_scale": 1.0, "reward_shift": 0.0,
+           "reward_normalization": "returns_range"}
+    env = SimpleNamespace(observation_space=ENV_SPACES[0], action_space=ENV_SPACES[1])
+    online = ReplayBuffer.for_spaces(16, (2,), (1,))
+    buffer, data = attach_offline(online, cfg, env, "hand", "cpu", seed=0)
+    transform = reward_transform(cfg, data)
+    assert transform is data.reward_transform  # one transform for both parts of the buffer
+    for r in (-0.5, 3.0, 1.25, 0.0, 8.0):
+        assert transform(r) == np.float32(r * 125.0)
+    assert buffer.offline.storage.fields["reward"].tolist() == [transform(r) for r in np.concatenate(EPISODES)]
+    with pytest.raises(ValueError, match="offline.reward_normalization = 'returns_range'.*OfflineData"):
+        reward_transform(cfg)  # without the dataset there is no scale
+    assert attach_offline(online, {**cfg, "dataset": None}, env, "hand", "cpu", seed=0) == (online, None)
+
+
+def test_returns_range_refuses_equal_returns_and_unknown_names(tmp_path):
+    equal = reward_dataset(tmp_path, "hand/equal-v0", [[1.0, 2.0], [3.0], [0.5, 2.5]])  # all 3
+    with pytest.raises(ValueError, match=r"reward_normalization = 'returns_range'.*3 episode\(s\) "
+                                         r"whose returns span \[3.0, 3.0\]"):
+        load_offline(equal, *ENV_SPACES, reward_normalization="returns_range")
+    one = reward_dataset(tmp_path, "hand/one-v0", [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="1 episode"):
+        load_offline(one, *ENV_SPACES, reward_normalization="returns_range")
+    with pytest.raises(ValueError, match=r"reward_normalization = 'abc': must be one of \['none', "
+                                         r"'returns_range'\]"):
+        load_offline(equal, *ENV_SPACES, reward_normalization="abc")
