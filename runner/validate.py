@@ -7,6 +7,8 @@ import math
 import torch
 
 from agents import AGENTS
+from agents.encoders import CONV_PADDINGS
+from agents.iql import ACTOR_LR_SCHEDULES
 from agents.init import AGENT_INITS
 from agents.networks import LOG_STD_FORMS
 from agents.acceleration import COMPILE_MODES
@@ -107,7 +109,11 @@ def validate_config(cfg: dict) -> None:
             ("target_update_every", int_ge(1), "an integer >= 1 (updates between target updates)"),
             ("q_views", int_ge(1), "an integer >= 1 (DrQ's M: augmented views of s)"),
             ("target_views", int_ge(1), "an integer >= 1 (DrQ's K: augmented views of s')"),
-            ("conv_padding", lambda v: v in ("valid", "same"), "one of ['valid', 'same']"),
+            ("conv_padding", lambda v: v in CONV_PADDINGS, f"one of {list(CONV_PADDINGS)}"),
+            ("actor_lr_schedule", lambda v: v in ACTOR_LR_SCHEDULES,
+             f"one of {list(ACTOR_LR_SCHEDULES)} (cosine: decay over agent.actor_lr_decay_steps)"),
+            ("actor_lr_decay_steps", lambda v: v is None or (_is_int(v) and v >= 0),
+             "null or an integer >= 0 (actor updates of the cosine decay; null or 0: constant lr)"),
             ("layer_norm", lambda v: isinstance(v, bool), "true or false"),
             ("actor_layer_norm", lambda v: isinstance(v, bool), "true or false"),
             ("backup_entropy", lambda v: isinstance(v, bool), "true or false")):
@@ -262,15 +268,6 @@ def _validate_offline(e: list[str], cfg: dict) -> None:
     elif norm != "none" and not off.get("dataset"):
         e.append(f"offline.reward_normalization = {norm!r}: needs offline.dataset (the scale comes "
                  "from its episode returns)")
-    # IQL's actor lr horizon defaults to offline.pretrain_updates, so it is checked here
-    from agents.iql import ACTOR_LR_SCHEDULES
-    agent = cfg.get("agent", {})
-    if "actor_lr_schedule" in agent:
-        _check(e, cfg, "agent.actor_lr_schedule", lambda v: v in ACTOR_LR_SCHEDULES,
-               f"one of {list(ACTOR_LR_SCHEDULES)} (cosine: decay over agent.actor_lr_decay_steps)")
-    if "actor_lr_decay_steps" in agent:
-        _check(e, cfg, "agent.actor_lr_decay_steps", lambda v: v is None or (_is_int(v) and v >= 0),
-               "null or an integer >= 0 (actor updates of the cosine decay; null or 0: constant lr)")
 
 
 def resolve_device(name: str) -> torch.device:
