@@ -19,6 +19,7 @@ from plasticity.groups import ParameterGroup
 
 OPTIMIZER_OPTIONS = ("reset", "keep")
 TARGET_OPTIONS = ("copy_online", "fresh", "untouched")
+SOURCE_OPTIONS = ("fresh", "initial")  # ShrinkPerturb's phi: a fresh init or theta_0
 
 
 @torch.no_grad()
@@ -101,8 +102,8 @@ class ShrinkPerturb(Intervention):
 
     def __init__(self, shrink: float, perturb: float, source: str = "fresh", **options):
         super().__init__(**options)
-        if source not in ("fresh", "initial"):
-            raise ValueError(f"source='{source}', allowed: ['fresh', 'initial']")
+        if source not in SOURCE_OPTIONS:
+            raise ValueError(f"source='{source}', allowed: {list(SOURCE_OPTIONS)}")
         self.shrink, self.perturb, self.source = float(shrink), float(perturb), source
 
     def bind(self, agent, group) -> None:

@@ -1,7 +1,7 @@
 """Replay: one buffer for every agent. Storage, sampling and n-step targets are separate pieces;
 `MixedReplayBuffer` adds an offline dataset (`load_offline`) to an online buffer."""
 from replay.buffer import Batch, ReplayBuffer
-from replay.datasets import DatasetMismatchError, OfflineData, load_offline
+from replay.datasets import DatasetError, DatasetMismatchError, OfflineData, load_offline
 from replay.frames import FrameStorage
 from replay.mixed import MixedReplayBuffer
 from replay.nstep import nstep_targets
@@ -13,5 +13,5 @@ from replay.storage import FieldSpec, TensorStorage, transition_specs
 
 __all__ = ["Batch", "ReplayBuffer", "MixedReplayBuffer", "TensorStorage", "FrameStorage",
            "UniformSampler", "FieldSpec", "transition_specs", "nstep_targets", "load_offline",
-           "OfflineData", "DatasetMismatchError", "RewardTransform", "SequenceBatch",
+           "OfflineData", "DatasetMismatchError", "DatasetError", "RewardTransform", "SequenceBatch",
            "sequence_at", "PrioritizedSampler", "SumTree"]

@@ -8,7 +8,9 @@ downloaded). Rows are made to look like our env's: observations flattened to flo
 rescaled to [-1, 1]. Terminations and truncations are kept apart; an episode whose final step is
 neither (e.g. cut by the recorder) gets that step marked truncated (bootstrap from its next
 observation), so n-step returns never run from one episode into the next. A dataset that does
-not fit the env is refused with `DatasetMismatchError` before anything is loaded.
+not fit the env is refused with `DatasetMismatchError`, and a broken one (unreadable metadata,
+a truncated file, mismatched episode lengths, non-finite values) with `DatasetError`, both before
+anything reaches the replay buffer (replay/dataset_check.py).
 
 `reward_normalization="returns_range"` (IQL's MuJoCo locomotion setting, ikostrikov/
 implicit_q_learning train_offline.py `normalize`) scales rewards by 1000 / (R_max - R_min), the
@@ -25,6 +27,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from replay.dataset_check import check_dataset
+from replay.dataset_errors import DatasetError, DatasetMismatchError
 from replay.dataset_writer import METADATA_PREFIX, datasets_root
 from replay.flatten import flat_dim, flatten_batch, is_continuous, rescale_actions
 from replay.reward import RewardTransform
@@ -33,10 +37,6 @@ from replay.storage import TensorStorage, transition_specs
 
 REWARD_NORMALIZATIONS = ("none", "returns_range")
 RETURNS_RANGE_TARGET = 1000.0  # train_offline.py: rewards /= (max - min return); rewards *= 1000
-
-
-class DatasetMismatchError(ValueError):
-    """A dataset whose observations or actions do not fit the env."""
 
 
 @dataclass
@@ -125,7 +125,7 @@ def returns_range_transform(returns, transform: RewardTransform, name: str) -> R
     `normalize`); ValueError when every episode has the same return."""
     low, high = float(np.min(returns)), float(np.max(returns))
     if not np.isfinite(high - low) or high - low <= 0.0:
-        raise ValueError(
+        raise DatasetError(
             f"offline.reward_normalization = 'returns_range': dataset '{name}' has "
             f"{len(returns)} episode(s) whose returns span [{low!r}, {high!r}], no positive finite "
             "range to divide by; use offline.reward_normalization=none (and offline.reward_scale)")
@@ -148,33 +148,21 @@ def load_offline(source, observation_space, action_space, *, device="cpu",
                          f"of {list(REWARD_NORMALIZATIONS)}")
 
     data_path = resolve_dataset(source, root)
-    dataset = MinariDataset(data_path)
-    meta = _read_metadata(dataset)
+    check_dataset(data_path, str(source))
+    try:
+        dataset = MinariDataset(data_path)
+        meta = _read_metadata(dataset)
+    except Exception as err:  # noqa: BLE001 - what minari raises on a broken dataset varies
+        raise DatasetError(f"offline dataset '{source}' ({data_path}) cannot be read by minari "
+                           f"({type(err).__name__}: {str(err)[:160]})") from None
     ds_obs, ds_action = dataset.observation_space, dataset.action_space
     check_spaces(str(source), meta, ds_obs, ds_action, observation_space, action_space, env_name)
     transform = reward_transform or RewardTransform()
 
-    parts = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
-    episodes = closed = 0
-    for ep in dataset.iterate_episodes():
-        steps = len(ep.rewards)
-        if steps == 0:
-            continue
-        flat = flatten_batch(ds_obs, ep.observations)  # [T + 1, D]
-        terminated = np.asarray(ep.terminations, dtype=bool).reshape(steps)
-        truncated = np.asarray(ep.truncations, dtype=bool).reshape(steps).copy()
-        if not (terminated[-1] or truncated[-1]):
-            truncated[-1] = True  # the episode ends here all the same: bootstrap, never run on
-            closed += 1
-        parts["obs"].append(flat[:-1])
-        parts["next_obs"].append(flat[1:])
-        parts["action"].append(rescale_actions(ds_action, np.asarray(ep.actions)))
-        parts["reward"].append(np.asarray(ep.rewards).reshape(steps))  # raw: transformed below
-        parts["terminated"].append(terminated)
-        parts["truncated"].append(truncated)
-        episodes += 1
+    parts, episodes, closed = _read_episodes(dataset, ds_obs, ds_action, str(source))
     if not episodes:
-        raise ValueError(f"offline dataset '{source}' ({data_path.parent}) has no transitions")
+        raise DatasetError(f"offline dataset '{source}' ({data_path.parent}) has no transitions")
+    _check_finite(parts, str(source))
 
     returns = [float(np.sum(r, dtype=np.float64)) for r in parts["reward"]]
     if reward_normalization == "returns_range":
@@ -194,3 +182,40 @@ def load_offline(source, observation_space, action_space, *, device="cpu",
     storage.add_batch(**data)
     return OfflineData(storage, str(source), str(data_path.parent), episodes, total, closed,
                        transform, meta, (min(returns), max(returns)))
+
+
+def _read_episodes(dataset, ds_obs, ds_action, name: str) -> tuple[dict, int, int]:
+    """({field: [one array per episode]}, episodes, episodes closed by the loader)."""
+    parts = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
+    episodes = closed = 0
+    try:
+        for ep in dataset.iterate_episodes():
+            steps = len(ep.rewards)
+            if steps == 0:
+                continue
+            flat = flatten_batch(ds_obs, ep.observations)  # [T + 1, D]
+            terminated = np.asarray(ep.terminations, dtype=bool).reshape(steps)
+            truncated = np.asarray(ep.truncations, dtype=bool).reshape(steps).copy()
+            if not (terminated[-1] or truncated[-1]):
+                truncated[-1] = True  # the episode ends here all the same: bootstrap, never run on
+                closed += 1
+            parts["obs"].append(flat[:-1])
+            parts["next_obs"].append(flat[1:])
+            parts["action"].append(rescale_actions(ds_action, np.asarray(ep.actions)))
+            parts["reward"].append(np.asarray(ep.rewards).reshape(steps))  # raw: transformed below
+            parts["terminated"].append(terminated)
+            parts["truncated"].append(truncated)
+            episodes += 1
+    except (ValueError, KeyError, OSError, TypeError) as err:  # e.g. lengths that do not fit
+        raise DatasetError(f"offline dataset '{name}': episode {episodes} cannot be read "
+                           f"({type(err).__name__}: {str(err)[:160]}); the dataset is broken") from None
+    return parts, episodes, closed
+
+
+def _check_finite(parts: dict, name: str) -> None:
+    """Refuse inf / nan in observations, actions or rewards, naming the first episode with one."""
+    for key in ("obs", "next_obs", "action", "reward"):
+        for i, values in enumerate(parts[key]):
+            if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                raise DatasetError(f"offline dataset '{name}': episode {i} has non-finite "
+                                   f"(inf or nan) {key} values; fix or drop that episode")

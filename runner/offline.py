@@ -10,6 +10,10 @@ from pathlib import Path
 import torch
 
 from replay import OfflineData, RewardTransform, load_offline
+from runner.checkpoint import CHECKPOINT_NAME
+from runner.validate_common import brief
+
+AGENT_FILE = "agent.pt"
 
 
 class WarmStartError(ValueError):
@@ -55,25 +59,65 @@ def attach_dataset(buffer, offline_cfg: dict, env, env_id: str, device, seed: in
     return attach_offline(buffer, offline_cfg, env, env_id, device, seed)[0]
 
 
+def read_agent_file(source, expected: str | None = None, device="cpu", peek: bool = False):
+    """(path, contents) of the agent.pt `source` names (the file or its run directory), else a
+    WarmStartError saying what is there instead: nothing, an unfinished run, a truncated or
+    corrupt file, a run checkpoint, another kind of file, an agent of another kind than
+    `expected` (a class name). `peek`: map the tensors instead of reading them (a quick check)."""
+    given = f"offline.init_from = {brief(str(source))}"
+    path = Path(source)
+    if path.is_dir():
+        if not (path / AGENT_FILE).is_file():
+            unfinished = (path / CHECKPOINT_NAME).is_file()
+            raise WarmStartError(
+                f"{given}: no {AGENT_FILE} in that directory"
+                + (f" (it holds a {CHECKPOINT_NAME}: {AGENT_FILE} is written when a run finishes; "
+                   "resume the run to its end, or give another agent.pt)" if unfinished else
+                   " (give an agent.pt written by train.py, or its run directory)"))
+        path = path / AGENT_FILE
+    elif not path.exists():
+        raise WarmStartError(f"{given}: no such file or directory (give an agent.pt written by "
+                             "train.py, or its run directory)")
+    if path.stat().st_size == 0:
+        raise WarmStartError(f"{given}: {path} is empty (0 bytes), a truncated write; give another agent.pt")
+    state = _torch_load(path, device, peek, given)
+    if isinstance(state, dict) and "counters" in state and "replay" in state:
+        raise WarmStartError(f"{given}: this is a run checkpoint, not an agent.pt; pass the run dir "
+                             f"or its {AGENT_FILE}")
+    if not (isinstance(state, dict) and isinstance(state.get("agent"), str)
+            and isinstance(state.get("hparams"), dict) and "model" in state):
+        held = (f"a dict with keys {brief(sorted(map(str, state))[:8])}" if isinstance(state, dict)
+                else f"a {type(state).__name__}")
+        raise WarmStartError(f"{given}: {path} is not an agent.pt written by train.py (it holds {held})")
+    if expected is not None and state["agent"] != expected:
+        raise WarmStartError(f"{given}: {path} holds a '{state['agent']}' agent, this config trains "
+                             f"'{expected}'")
+    return path, state
+
+
+def _torch_load(path: Path, device, peek: bool, given: str):
+    try:
+        if peek:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+            except RuntimeError:
+                pass  # not a zip-format file: mmap cannot map it; read it whole below
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise WarmStartError(f"{given}: {path} cannot be read, it is truncated or not a file "
+                             f"torch.save wrote ({type(exc).__name__}: {first})") from None
+
+
 def load_pretrained(agent, source) -> Path:
     """Load weights and optimizer state from an `agent.pt` (or a run directory holding one)
     into `agent`, refusing an agent of another kind or with other network shapes."""
-    path = Path(source)
-    if path.is_dir():
-        path = path / "agent.pt"
-    if not path.is_file():
-        raise WarmStartError(f"offline.init_from = {source}: no agent file at {path} (give an "
-                             "agent.pt written by train.py, or its run directory)")
-    state = torch.load(path, map_location=agent.device, weights_only=False)
-    kind = type(agent).__name__
-    if state.get("agent") != kind:
-        raise WarmStartError(f"offline.init_from = {path}: holds a '{state.get('agent')}' agent, "
-                             f"this config trains '{kind}'")
+    path, state = read_agent_file(source, type(agent).__name__, agent.device)
     try:  # hyperparameters may differ (lr, tau, ...); the networks' shapes may not
         agent.load_training_state(state)
     except (RuntimeError, KeyError, ValueError) as err:
-        diffs = [f"{k}: {state['hparams'].get(k)!r} in the file, {v!r} now"
+        diffs = [f"{k}: {brief(state['hparams'].get(k))} in the file, {brief(v)} now"
                  for k, v in agent.hparams.items() if state["hparams"].get(k) != v]
         raise WarmStartError(f"offline.init_from = {path}: its networks do not fit this agent "
-                             f"({'; '.join(diffs) or err})") from err
+                             f"({'; '.join(diffs) or str(err)[:300]})") from None
     return path

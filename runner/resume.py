@@ -3,11 +3,10 @@ command line's overrides, refused if an override changes the agent, the env or t
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-
-from omegaconf import OmegaConf
 
 from runner.checkpoint import CHECKPOINT_NAME, MAY_CHANGE, CheckpointError, config_differences
+from runner.resume_checks import (check_run_dir, checkpoint_env_steps, read_saved_config,
+                                  refuse_nothing_to_train)
 
 GROUPS = ("agent", "env", "plasticity")
 
@@ -39,14 +38,12 @@ def _with_missing_keys(saved: dict, defaults: dict) -> dict:
 
 def resume_config(run_dir, composed: dict, overrides: list[str]) -> dict:
     """The config to continue `run_dir` with. `composed` is Hydra's config for this command
-    (defaults + overrides, already parsed); only the keys the user overrode are taken from it."""
-    run_dir = Path(run_dir)
-    config_path, checkpoint_path = run_dir / "config.yaml", run_dir / CHECKPOINT_NAME
-    for path in (config_path, checkpoint_path):
-        if not path.is_file():
-            raise CheckpointError(f"resume={run_dir}: {path.name} not found in {run_dir} "
-                                  "(resume takes a run directory written by train.py)")
-    saved = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    (defaults + overrides, already parsed); only the keys the user overrode are taken from it.
+    Refused (CheckpointError, nothing touched) unless `run_dir` holds a readable run, or if the
+    command would train nothing and only rewrite a finished run's files."""
+    run_dir = check_run_dir(run_dir)
+    saved = read_saved_config(run_dir)
+    env_steps = checkpoint_env_steps(run_dir / CHECKPOINT_NAME, f"resume={run_dir}")
     saved = _with_missing_keys(saved, composed)
     merged = copy.deepcopy(saved)
     for override in overrides:
@@ -56,11 +53,15 @@ def resume_config(run_dir, composed: dict, overrides: list[str]) -> dict:
         if key in GROUPS:  # a config group swapped: take the whole composed section
             merged[key] = copy.deepcopy(composed[key])
         else:
-            _set(merged, key, copy.deepcopy(_get(composed, key)))
+            try:
+                _set(merged, key, copy.deepcopy(_get(composed, key)))
+            except (KeyError, TypeError):  # `~key` removed it: nothing to take
+                continue
     merged["resume"] = str(run_dir)
     diffs = config_differences(saved, merged)
     if diffs:
         raise CheckpointError(f"resume={run_dir}: the overrides change what the checkpoint was "
                               "trained with:\n  " + "\n  ".join(diffs)
                               + "\n" + MAY_CHANGE)
+    refuse_nothing_to_train(run_dir, saved, merged, env_steps)
     return merged

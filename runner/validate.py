@@ -1,273 +1,309 @@
-"""Config validation: every bad value is reported, with its key and what is allowed,
-before any environment, network or file is created."""
+"""Config validation: every bad value is reported, with its key and what is allowed, before any
+environment, network or file is created. Here: the meaning of each key (ranges, choices, how keys
+relate). runner/validate_keys.py: unknown keys, types against the defaults, inf and nan;
+runner/validate_plasticity.py: presets, rules and regularizers; runner/validate_files.py: the
+dataset and the agent.pt a config names."""
 from __future__ import annotations
-
-import math
 
 import torch
 
-from agents import AGENTS
-from agents.encoders import CONV_PADDINGS
-from agents.iql import ACTOR_LR_SCHEDULES
-from agents.init import AGENT_INITS
-from agents.networks import LOG_STD_FORMS
+from agents import AGENTS, TRAINER_KEYS
 from agents.acceleration import COMPILE_MODES
-from agents.networks import ACTIVATIONS
+from agents.encoders import CONV_PADDINGS
+from agents.init import AGENT_INITS
+from agents.iql import ACTOR_LR_SCHEDULES
+from agents.networks import ACTIVATIONS, LOG_STD_FORMS
 from envs import EnvIdError, check_env_id
+from runner.validate_common import (Errors, brief, check, finite, int_ge, is_bool, is_int, num_in)
+from runner.validate_files import validate_files
+from runner.validate_keys import (allowed_top_level, base_defaults, check_finite, check_types,
+                                  check_unknown)
+from runner.validate_plasticity import validate_plasticity
 
 DEVICES = ("auto", "cpu", "cuda")
+SECTIONS = ("agent", "env", "plasticity", "train", "offline", "diagnostics")
+_positive_ints = lambda v: isinstance(v, list) and all(is_int(w) and w > 0 for w in v)  # noqa: E731
+_unit = num_in(0, 1, low_open=True)  # (0, 1]
+# Keys only some agents have: checked where the named agent's defaults define them.
+AGENT_KEYS = (
+    ("tau", _unit, "a number in (0, 1]"),
+    ("feature_dim", int_ge(1), "an integer >= 1"),
+    ("augment_pad", int_ge(0), "an integer >= 0 (0: no random shift)"),
+    ("channels", _positive_ints, "a list of positive integers (conv filters per layer)"),
+    ("strides", _positive_ints, "a list of positive integers (one per conv layer)"),
+    ("kernel_sizes", _positive_ints, "a list of positive integers (one per conv layer)"),
+    ("epsilon_decay_steps", int_ge(1), "an integer >= 1"),
+    ("epsilon_train", num_in(0, 1), "a number in [0, 1]"),
+    ("epsilon_eval", num_in(0, 1), "a number in [0, 1]"),
+    ("target_update_every", int_ge(1), "an integer >= 1 (updates between target updates)"),
+    ("num_critics", int_ge(1), "an integer >= 1"),
+    ("init_temperature", lambda v: finite(v) and v > 0, "a finite number > 0"),
+    ("actor_update_every", int_ge(1), "an integer >= 1 (critic updates per actor update)"),
+    ("actor_q", lambda v: v in ("min", "mean"), "one of ['min', 'mean']"),
+    ("expectile", num_in(0, 1, True, True), "a number in (0, 1)"),
+    ("temperature", lambda v: finite(v) and v >= 0, "a number >= 0 (AWR inverse temperature)"),
+    ("max_weight", lambda v: finite(v) and v > 0, "a number > 0"),
+    ("dropout", lambda v: v is None or num_in(0, 1, high_open=True)(v), "null or a number in [0, 1)"),
+    ("precision", lambda v: v in ("fp32", "bf16"), "one of ['fp32', 'bf16'] (bf16: bfloat16 autocast)"),
+    ("channels_last", is_bool, "true or false (NHWC conv memory format)"),
+    ("init", lambda v: v in AGENT_INITS, f"one of {list(AGENT_INITS)} (agents/init.py)"),
+    ("log_std_form", lambda v: v in LOG_STD_FORMS, f"one of {list(LOG_STD_FORMS)}"),
+    ("log_std_bounds", lambda v: isinstance(v, list) and len(v) == 2 and all(map(finite, v))
+     and v[0] < v[1], "[min, max], finite numbers with min < max"),
+    ("target_entropy", lambda v: v is None or finite(v), "null or a finite number"),
+    ("target_entropy_per_action", finite, "a finite number (H_target = it * |A|; jaxrl SAC -0.5)"),
+    ("q_views", int_ge(1), "an integer >= 1 (DrQ's M: augmented views of s)"),
+    ("target_views", int_ge(1), "an integer >= 1 (DrQ's K: augmented views of s')"),
+    ("conv_padding", lambda v: v in CONV_PADDINGS, f"one of {list(CONV_PADDINGS)}"),
+    ("actor_lr_schedule", lambda v: v in ACTOR_LR_SCHEDULES,
+     f"one of {list(ACTOR_LR_SCHEDULES)} (cosine: decay over agent.actor_lr_decay_steps)"),
+    ("actor_lr_decay_steps", lambda v: v is None or (is_int(v) and v >= 0),
+     "null or an integer >= 0 (actor updates of the cosine decay; null or 0: constant lr)"),
+    ("layer_norm", is_bool, "true or false"),
+    ("actor_layer_norm", is_bool, "true or false"),
+    ("backup_entropy", is_bool, "true or false"),
+    ("dueling", is_bool, "true or false"),
+    ("double", is_bool, "true or false (double DQN targets)"),
+    ("renormalize", is_bool, "true or false"),
+    ("width_scale", int_ge(1), "an integer >= 1 (Impala CNN width multiplier)"),
+    ("num_atoms", int_ge(2), "an integer >= 2 (C51 support size)"),
+    ("v_min", finite, "a finite number"),
+    ("v_max", finite, "a finite number"),
+    ("adam_eps", lambda v: finite(v) and v > 0, "a number > 0"),
+    ("weight_decay", lambda v: finite(v) and v >= 0, "a number >= 0"),
+    ("spr_weight", lambda v: finite(v) and v >= 0, "a number >= 0"),
+    ("spr_horizon", int_ge(1), "an integer >= 1 (SPR prediction steps)"),
+    ("n_step_start", int_ge(1), "an integer >= 1"),
+    ("n_step_end", int_ge(1), "an integer >= 1"),
+    ("gamma_start", _unit, "a number in (0, 1]"),
+    ("gamma_end", _unit, "a number in (0, 1]"),
+    ("anneal_updates", int_ge(1), "an integer >= 1 (updates of the n-step / gamma annealing)"),
+    ("intensity_scale", lambda v: finite(v) and v >= 0, "a number >= 0 (0: no intensity noise)"),
+    ("huber_delta", lambda v: finite(v) and v > 0, "a number > 0"),
+    ("max_grad_norm", lambda v: v is None or (finite(v) and v > 0), "null (no clipping) or a number > 0"),
+)
+# Trainer keys some agent configs carry (TRAINER_KEYS beyond the common five)
+TRAINER_EXTRAS = (
+    ("prioritized", is_bool, "true or false (prioritized replay)"),
+    ("image_size", lambda v: v is None or (is_int(v) and v >= 16), "null or an integer >= 16"),
+    ("grayscale", is_bool, "true or false"),
+    ("learning_starts", int_ge(1), "an integer >= 1"),
+)
 
 
 class ConfigError(ValueError):
     """One or more config values are invalid; the message lists each with its key."""
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _finite(v) -> bool:
-    return _is_num(v) and math.isfinite(v)
-
-
-def _check(errors, cfg, key, ok, allowed):
-    node = cfg
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            errors.append(f"{key}: missing (expected {allowed})")
-            return
-        node = node[part]
-    if not ok(node):
-        errors.append(f"{key} = {node!r}: must be {allowed}")
-
-
 def validate_config(cfg: dict) -> None:
     """Raise ConfigError listing every invalid key of a resolved config (a plain dict)."""
-    e: list[str] = []
-    int_ge = lambda lo: (lambda v: _is_int(v) and v >= lo)  # noqa: E731
-    _check(e, cfg, "seed", _is_int, "an integer")
-    _check(e, cfg, "device", lambda v: v in DEVICES, f"one of {list(DEVICES)}")
-    if cfg.get("device") == "cuda" and not torch.cuda.is_available():
-        e.append("device = 'cuda': no CUDA device is available here; use device=cpu or device=auto")
-    threads = cfg.get("threads")  # absent in configs saved before the key existed: the default
-    if threads is not None and not int_ge(1)(threads):
-        e.append(f"threads = {threads!r}: must be null (torch's default) or an integer >= 1 "
-                 "(torch CPU threads of this run)")
-
-    agent = cfg.get("agent", {})
-    _check(e, cfg, "agent.name", lambda v: v in AGENTS, f"one of {sorted(AGENTS)}")
-    if agent.get("name") in AGENTS:
-        _, defaults = AGENTS[agent["name"]]
-        from agents import TRAINER_KEYS
-        unknown = sorted(set(agent) - set(defaults) - TRAINER_KEYS)
-        if unknown:
-            e.append(f"agent: unknown keys {unknown} for agent '{agent['name']}'; "
-                     f"allowed: {sorted(set(defaults) | TRAINER_KEYS)}")
-    _check(e, cfg, "agent.replay_ratio", int_ge(1), "an integer >= 1 (updates per env step)")
-    _check(e, cfg, "agent.batch_size", int_ge(1), "an integer >= 1")
-    _check(e, cfg, "agent.buffer_size", int_ge(1), "an integer >= 1")
-    _check(e, cfg, "agent.n_step", int_ge(1), "an integer >= 1")
-    _check(e, cfg, "agent.gamma", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]")
-    _check(e, cfg, "agent.lr", lambda v: _finite(v) and v > 0, "a finite number > 0")
-    _check(e, cfg, "agent.hidden_dims",
-           lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(w) and w > 0 for w in v),
-           "a non-empty list of positive integers")
-    _check(e, cfg, "agent.activation", lambda v: v in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
-    # Keys only some agents have: checked where the named agent's defaults define them.
-    own = AGENTS[agent["name"]][1] if agent.get("name") in AGENTS else {}
-    positive_ints = lambda v: isinstance(v, list) and all(_is_int(w) and w > 0 for w in v)  # noqa: E731
-    for key, ok, allowed in (
-            ("tau", lambda v: _is_num(v) and 0 < v <= 1, "a number in (0, 1]"),
-            ("feature_dim", int_ge(1), "an integer >= 1"),
-            ("augment_pad", int_ge(0), "an integer >= 0 (0: no random shift)"),
-            ("channels", positive_ints, "a list of positive integers (conv filters per layer)"),
-            ("strides", positive_ints, "a list of positive integers (one per conv layer)"),
-            ("epsilon_decay_steps", int_ge(1), "an integer >= 1"),
-            ("epsilon_train", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
-            ("epsilon_eval", lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
-            ("target_update_every", int_ge(1), "an integer >= 1 (updates between target copies)"),
-            ("num_critics", int_ge(1), "an integer >= 1"),
-            ("init_temperature", lambda v: _finite(v) and v > 0, "a finite number > 0"),
-            ("actor_update_every", int_ge(1), "an integer >= 1 (critic updates per actor update)"),
-            ("actor_q", lambda v: v in ("min", "mean"), "one of ['min', 'mean']"),
-            ("expectile", lambda v: _is_num(v) and 0 < v < 1, "a number in (0, 1)"),
-            ("temperature", lambda v: _is_num(v) and v >= 0, "a number >= 0 (AWR inverse temperature)"),
-            ("max_weight", lambda v: _is_num(v) and v > 0, "a number > 0"),
-            ("dropout", lambda v: v is None or (_is_num(v) and 0 <= v < 1), "null or a number in [0, 1)"),
-            ("precision", lambda v: v in ("fp32", "bf16"), "one of ['fp32', 'bf16'] (bf16: bfloat16 autocast)"),
-            ("channels_last", lambda v: isinstance(v, bool), "true or false (NHWC conv memory format)"),
-            ("init", lambda v: v in AGENT_INITS, f"one of {list(AGENT_INITS)} (agents/init.py)"),
-            ("log_std_form", lambda v: v in LOG_STD_FORMS, f"one of {list(LOG_STD_FORMS)}"),
-            ("log_std_bounds", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_finite, v))
-             and v[0] < v[1], "[min, max], finite numbers with min < max"),
-            ("target_entropy", lambda v: v is None or _finite(v), "null or a finite number"),
-            ("target_entropy_per_action", _finite, "a finite number (H_target = it * |A|; jaxrl SAC -0.5)"),
-            ("target_update_every", int_ge(1), "an integer >= 1 (updates between target updates)"),
-            ("q_views", int_ge(1), "an integer >= 1 (DrQ's M: augmented views of s)"),
-            ("target_views", int_ge(1), "an integer >= 1 (DrQ's K: augmented views of s')"),
-            ("conv_padding", lambda v: v in CONV_PADDINGS, f"one of {list(CONV_PADDINGS)}"),
-            ("actor_lr_schedule", lambda v: v in ACTOR_LR_SCHEDULES,
-             f"one of {list(ACTOR_LR_SCHEDULES)} (cosine: decay over agent.actor_lr_decay_steps)"),
-            ("actor_lr_decay_steps", lambda v: v is None or (_is_int(v) and v >= 0),
-             "null or an integer >= 0 (actor updates of the cosine decay; null or 0: constant lr)"),
-            ("layer_norm", lambda v: isinstance(v, bool), "true or false"),
-            ("actor_layer_norm", lambda v: isinstance(v, bool), "true or false"),
-            ("backup_entropy", lambda v: isinstance(v, bool), "true or false")):
-        if key in own:
-            _check(e, cfg, f"agent.{key}", ok, allowed)
-    if "compile" in own:
-        _check(e, cfg, "agent.compile", lambda v: v in COMPILE_MODES or isinstance(v, bool),
-               f"one of {list(COMPILE_MODES)} (how updates run; cudagraphs needs CUDA)")
-        device = cfg.get("device", "auto")
-        if (agent.get("compile") == "cudagraphs" and device in DEVICES
-                and resolve_device(device).type != "cuda"):
-            e.append(f"agent.compile = 'cudagraphs': needs a CUDA device, and this run's device is "
-                     f"{device!r} ({resolve_device(device)}); use agent.compile=compile or none on a CPU")
-    m, n = agent.get("num_target_critics"), agent.get("num_critics")
-    if "num_target_critics" in own and m is not None and not (_is_int(m) and _is_int(n) and 1 <= m <= n):
-        e.append(f"agent.num_target_critics = {m!r}: must be null or an integer in [1, num_critics={n}]")
-    bs, size = agent.get("batch_size"), agent.get("buffer_size")
-    if _is_int(bs) and _is_int(size) and bs > size:
-        e.append(f"agent.batch_size = {bs}: must not exceed agent.buffer_size = {size}")
-
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"invalid config: {brief(cfg)} is not a mapping")
+    e = Errors()
+    check_finite(e, cfg)  # first: an inf or nan is reported as such, whatever the key
+    cfg = _sections(e, cfg)
+    _validate_keys(e, cfg)
+    _validate_top_level(e, cfg)
+    _validate_agent(e, cfg)
     _validate_env(e, cfg)
-
-    _validate_plasticity(e, cfg.get("plasticity"))
-    _check(e, cfg, "train.total_steps", int_ge(1), "an integer >= 1")
-    _check(e, cfg, "train.learning_starts", int_ge(1), "an integer >= 1 (env steps before updates)")
-    _check(e, cfg, "train.eval_every", int_ge(0), "an integer >= 0 (0: only at the end)")
-    _check(e, cfg, "train.eval_episodes", int_ge(1), "an integer >= 1")
-    _check(e, cfg, "train.log_every", int_ge(1), "an integer >= 1")
-    _check(e, cfg, "train.checkpoint_every", int_ge(0), "an integer >= 0 (0: final only)")
-    _check(e, cfg, "train.priming_updates", int_ge(0), "an integer >= 0 (0: no heavy priming)")
-    if not isinstance(cfg.get("train", {}).get("video", False), bool):
-        e.append(f"train.video = {cfg['train']['video']!r}: must be true or false")
+    validate_plasticity(e, cfg.get("plasticity"))
+    _validate_train(e, cfg)
     _validate_diagnostics(e, cfg)
     _validate_offline(e, cfg)
+    defaults = base_defaults()
+    check_types(e, "", cfg, defaults[""])
+    for section in ("train", "offline", "diagnostics"):
+        check_types(e, section, cfg.get(section, {}), defaults.get(section, {}))
+    name = cfg["agent"].get("name")
+    if isinstance(name, str) and name in AGENTS:
+        check_types(e, "agent", cfg["agent"], AGENTS[name][1])
+    validate_files(e, cfg)
     if e:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(e))
+        raise ConfigError(e.text())
 
 
-def _validate_env(e: list[str], cfg: dict) -> None:
+def _sections(e: Errors, cfg: dict) -> dict:
+    """`cfg` with each section that is not a mapping reported and replaced by {} (for the rest;
+    validate_plasticity reports its own)."""
+    out = dict(cfg)
+    for name in SECTIONS[:2] + SECTIONS[3:]:
+        value = cfg.get(name, {})
+        if not isinstance(value, dict):
+            e.bad(name, value, "a mapping")
+            value = {}
+        out[name] = value
+    return out
+
+
+def _validate_keys(e: Errors, cfg: dict) -> None:
+    """Unknown keys in every section (a `+key=...` that nothing would read included)."""
+    defaults = base_defaults()
+    check_unknown(e, "", cfg, allowed_top_level())
+    for section in ("train", "offline", "diagnostics", "env"):
+        check_unknown(e, section, cfg[section], defaults.get(section, {}))
+    name = cfg["agent"].get("name")
+    if isinstance(name, str) and name in AGENTS:
+        check_unknown(e, "agent", cfg["agent"], set(AGENTS[name][1]) | TRAINER_KEYS, f" for agent '{name}'")
+
+
+def _validate_top_level(e: Errors, cfg: dict) -> None:
+    check(e, cfg, "seed", is_int, "an integer")
+    check(e, cfg, "device", lambda v: v in DEVICES, f"one of {list(DEVICES)}")
+    if cfg.get("device") == "cuda" and not torch.cuda.is_available():
+        e.add("device", "device = 'cuda': no CUDA device is available here; use device=cpu or device=auto")
+    e.checked.update({"threads", "resume"})
+    threads = cfg.get("threads")  # absent in configs saved before the key existed: the default
+    if threads is not None and not int_ge(1)(threads):
+        e.bad("threads", threads, "null (torch's default) or an integer >= 1 (torch CPU threads of this run)")
+    resume = cfg.get("resume")
+    if resume is not None and not (isinstance(resume, str) and resume):
+        e.bad("resume", resume, "null or the path of a run directory")
+
+
+def _validate_agent(e: Errors, cfg: dict) -> None:
+    agent = cfg["agent"]
+    check(e, cfg, "agent.name", lambda v: v in AGENTS, f"one of {sorted(AGENTS)}")
+    check(e, cfg, "agent.replay_ratio", int_ge(1), "an integer >= 1 (updates per env step)")
+    check(e, cfg, "agent.batch_size", int_ge(1), "an integer >= 1")
+    check(e, cfg, "agent.buffer_size", int_ge(1), "an integer >= 1")
+    check(e, cfg, "agent.n_step", int_ge(1), "an integer >= 1")
+    check(e, cfg, "agent.gamma", _unit, "a number in (0, 1]")
+    check(e, cfg, "agent.lr", lambda v: finite(v) and v > 0, "a finite number > 0")
+    check(e, cfg, "agent.hidden_dims", lambda v: isinstance(v, list) and len(v) > 0 and _positive_ints(v),
+          "a non-empty list of positive integers")
+    check(e, cfg, "agent.activation", lambda v: v in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
+    name = agent.get("name")
+    own = AGENTS[name][1] if isinstance(name, str) and name in AGENTS else {}
+    for key, ok, allowed in AGENT_KEYS:
+        if key in own:
+            check(e, cfg, f"agent.{key}", ok, allowed)
+    for key, ok, allowed in TRAINER_EXTRAS:
+        if key in agent:
+            check(e, cfg, f"agent.{key}", ok, allowed)
+    if "compile" in own:
+        _validate_compile(e, cfg)
+    m, n = agent.get("num_target_critics"), agent.get("num_critics")
+    e.checked.add("agent.num_target_critics")
+    if "num_target_critics" in own and m is not None and not (is_int(m) and is_int(n) and 1 <= m <= n):
+        e.add("agent.num_target_critics", f"agent.num_target_critics = {brief(m)}: must be null or an "
+                                          f"integer in [1, num_critics={brief(n)}]")
+    bs, size = agent.get("batch_size"), agent.get("buffer_size")
+    if is_int(bs) and is_int(size) and bs > size:
+        e.add("agent.batch_size", f"agent.batch_size = {bs}: must not exceed agent.buffer_size = {size}")
+    lo, hi = agent.get("v_min"), agent.get("v_max")
+    if finite(lo) and finite(hi) and lo >= hi:
+        e.add("agent.v_max", f"agent.v_min = {lo!r}, agent.v_max = {hi!r}: v_min must be below v_max")
+    layers = {k: agent[k] for k in ("channels", "kernel_sizes", "strides") if k in own and _positive_ints(agent.get(k))}
+    if len({len(v) for v in layers.values()}) > 1:
+        e.add("agent.strides", "agent." + ", agent.".join(f"{k} = {brief(v)}" for k, v in layers.items())
+              + ": must have one entry per conv layer each (the same length)")
+
+
+def _validate_compile(e: Errors, cfg: dict) -> None:
+    check(e, cfg, "agent.compile", lambda v: v in COMPILE_MODES or isinstance(v, bool),
+          f"one of {list(COMPILE_MODES)} (how updates run; cudagraphs needs CUDA)")
+    device = cfg.get("device", "auto")
+    if (cfg["agent"].get("compile") == "cudagraphs" and device in DEVICES
+            and resolve_device(device).type != "cuda"):
+        e.add("agent.compile", f"agent.compile = 'cudagraphs': needs a CUDA device, and this run's "
+                               f"device is {device!r} ({resolve_device(device)}); use agent.compile=compile "
+                               "or none on a CPU")
+
+
+def _validate_env(e: Errors, cfg: dict) -> None:
     from agents import PIXEL_AGENTS
-    env = cfg.get("env", {})
-    _check(e, cfg, "env.id", lambda v: isinstance(v, str), "a string like 'dmc:cheetah-run'")
+    env = cfg["env"]
+    check(e, cfg, "env.id", lambda v: isinstance(v, str), "a string like 'dmc:cheetah-run'")
+    check(e, cfg, "env.name", lambda v: isinstance(v, str) and v, "a non-empty string (names the run dir)")
     kind = None
     if isinstance(env.get("id"), str):
         try:
             kind = check_env_id(env["id"]).kind
         except EnvIdError as err:
-            e.append(f"env.id: {err}")
+            e.add("env.id", f"env.id: {err}")
     repeat, pixels = env.get("action_repeat"), env.get("pixels", False)
-    if not (repeat is None or (_is_int(repeat) and repeat >= 1)):
-        e.append(f"env.action_repeat = {repeat!r}: must be an integer >= 1 (or null: 1 from states, "
-                 "the PlaNet value of the domain from pixels)")
+    if not (repeat is None or int_ge(1)(repeat)):
+        e.add("env.action_repeat", f"env.action_repeat = {brief(repeat)}: must be an integer >= 1 (or "
+                                   "null: 1 from states, the PlaNet value of the domain from pixels)")
     elif kind == "atari" and repeat not in (None, 1):
-        e.append(f"env.action_repeat = {repeat!r}: Atari envs skip 4 frames themselves; use null")
-    if not isinstance(pixels, bool) or (pixels and kind == "gym"):
-        e.append(f"env.pixels = {pixels!r}: must be true (dmc ids only) or false")
+        e.add("env.action_repeat", f"env.action_repeat = {brief(repeat)}: Atari envs skip 4 frames "
+                                   "themselves; use null")
+    if not is_bool(pixels) or (pixels and kind == "gym"):
+        e.add("env.pixels", f"env.pixels = {brief(pixels)}: must be true (dmc ids only) or false")
     stack = env.get("frame_stack")
-    if not (stack is None or (_is_int(stack) and stack >= 1)):
-        e.append(f"env.frame_stack = {stack!r}: must be null (3 for DMC pixels, 4 for Atari) or an integer >= 1")
-    if not isinstance(env.get("grayscale", False), bool) or (env.get("grayscale") and pixels is not True):
-        e.append(f"env.grayscale = {env.get('grayscale')!r}: must be true or false (true only with env.pixels=true)")
+    if not (stack is None or int_ge(1)(stack)):
+        e.bad("env.frame_stack", stack, "null (3 for DMC pixels, 4 for Atari) or an integer >= 1")
+    if not is_bool(pixels):
+        return  # what depends on env.pixels waits until it is true or false
+    gray = env.get("grayscale", False)
+    if not is_bool(gray) or (gray and pixels is not True):
+        e.bad("env.grayscale", gray, "true or false (true only with env.pixels=true)")
     size = env.get("image_size")
-    if size is not None and not (_is_int(size) and size >= 16 and pixels is True):
-        e.append(f"env.image_size = {size!r}: must be null (84) or an integer >= 16, with env.pixels=true")
-    name = cfg.get("agent", {}).get("name")
+    if size is not None and not (int_ge(16)(size) and pixels is True):
+        e.bad("env.image_size", size, "null (84) or an integer >= 16, with env.pixels=true")
+    name = cfg["agent"].get("name")
     image_env = pixels is True or kind == "atari"
-    if kind is not None and name in AGENTS and (name in PIXEL_AGENTS) != image_env:
+    if kind is not None and isinstance(name, str) and name in AGENTS and (name in PIXEL_AGENTS) != image_env:
         pixel_agents, state_agents = sorted(PIXEL_AGENTS), sorted(set(AGENTS) - PIXEL_AGENTS)
-        e.append(f"agent.name = {name!r} does not fit env {env['id']!r} "
-                 f"({'pixels' if image_env else 'states'}): use one of "
-                 f"{pixel_agents if image_env else state_agents}"
-                 + ("" if image_env or kind != "dmc" else " or set env.pixels=true"))
+        e.add("agent.name", f"agent.name = {name!r} does not fit env {env['id']!r} "
+                            f"({'pixels' if image_env else 'states'}): use one of "
+                            f"{pixel_agents if image_env else state_agents}"
+                            + ("" if image_env or kind != "dmc" else " or set env.pixels=true"))
 
 
-def _validate_plasticity(e: list[str], plasticity) -> None:
-    from plasticity.interventions import INTERVENTIONS
-    from plasticity.scheduler import UNITS
-    if not isinstance(plasticity, dict) or not isinstance(plasticity.get("rules"), list):
-        e.append("plasticity.rules: missing (expected a list of rules; plasticity=none has [])")
-        return
-    for i, rule in enumerate(plasticity["rules"]):
-        key = f"plasticity.rules[{i}]"
-        if not isinstance(rule, dict):
-            e.append(f"{key} = {rule!r}: must be a mapping")
-            continue
-        if rule.get("intervention") not in INTERVENTIONS:
-            e.append(f"{key}.intervention = {rule.get('intervention')!r}: must be one of {sorted(INTERVENTIONS)}")
-        if rule.get("unit") not in UNITS:
-            e.append(f"{key}.unit = {rule.get('unit')!r}: must be one of {list(UNITS)}")
-        if not (_is_int(rule.get("every")) and rule["every"] >= 1):
-            e.append(f"{key}.every = {rule.get('every')!r}: must be an integer >= 1")
-        _check_groups(e, key, rule.get("groups"))
-        for opt in ("start", "stop_after", "max_count", "stop_after_env_steps", "horizon"):
-            v = rule.get(opt)
-            if v is not None and not (_is_int(v) and v >= 0):
-                e.append(f"{key}.{opt} = {v!r}: must be null or an integer >= 0")
-    from plasticity.regen import REGULARIZERS
-    regularizers = plasticity.get("regularizers", [])
-    if not isinstance(regularizers, list):
-        e.append(f"plasticity.regularizers = {regularizers!r}: must be a list (or absent)")
-        return
-    for i, reg in enumerate(regularizers):
-        key = f"plasticity.regularizers[{i}]"
-        if not isinstance(reg, dict):
-            e.append(f"{key} = {reg!r}: must be a mapping")
-            continue
-        if reg.get("kind") not in REGULARIZERS:
-            e.append(f"{key}.kind = {reg.get('kind')!r}: must be one of {sorted(REGULARIZERS)}")
-        if not (_is_num(reg.get("coef")) and reg["coef"] >= 0):
-            e.append(f"{key}.coef = {reg.get('coef')!r}: must be a number >= 0")
-        _check_groups(e, key, reg.get("groups"))
+def _validate_train(e: Errors, cfg: dict) -> None:
+    check(e, cfg, "train.total_steps", int_ge(1), "an integer >= 1")
+    check(e, cfg, "train.learning_starts", int_ge(1), "an integer >= 1 (env steps before updates)")
+    check(e, cfg, "train.eval_every", int_ge(0), "an integer >= 0 (0: only at the end)")
+    check(e, cfg, "train.eval_episodes", int_ge(1), "an integer >= 1")
+    check(e, cfg, "train.log_every", int_ge(1), "an integer >= 1")
+    check(e, cfg, "train.checkpoint_every", int_ge(0), "an integer >= 0 (0: final only)")
+    check(e, cfg, "train.priming_updates", int_ge(0), "an integer >= 0 (0: no heavy priming)")
+    train = cfg["train"]
+    for key, ok, allowed in (("video", is_bool, "true or false"), ("progress", is_bool, "true or false"),
+                             ("keep_checkpoints", int_ge(1), "an integer >= 1 (checkpoints kept)")):
+        if key in train:  # absent in configs saved before the key existed: the default
+            check(e, cfg, f"train.{key}", ok, allowed)
+    if "on_nonfinite" in train:
+        from runner.nonfinite import ON_NONFINITE
+        check(e, cfg, "train.on_nonfinite", lambda v: v in ON_NONFINITE, f"one of {list(ON_NONFINITE)}")
 
 
-def _check_groups(e: list[str], key: str, groups) -> None:
-    if not (isinstance(groups, list) and groups and all(isinstance(g, str) for g in groups)):
-        e.append(f"{key}.groups = {groups!r}: must be a non-empty list of parameter-name patterns")
-
-
-def _validate_diagnostics(e: list[str], cfg: dict) -> None:
-    _check(e, cfg, "diagnostics.every", lambda v: _is_int(v) and v >= 0,
-           "an integer >= 0 (gradient updates between measurements; 0: off)")
-    _check(e, cfg, "diagnostics.tau", lambda v: _is_num(v) and v >= 0, "a number >= 0")
-    _check(e, cfg, "diagnostics.srank_delta", lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)")
-    groups = cfg.get("diagnostics", {}).get("groups")
+def _validate_diagnostics(e: Errors, cfg: dict) -> None:
+    check(e, cfg, "diagnostics.every", int_ge(0), "an integer >= 0 (gradient updates between measurements; 0: off)")
+    check(e, cfg, "diagnostics.tau", lambda v: finite(v) and v >= 0, "a number >= 0")
+    check(e, cfg, "diagnostics.srank_delta", num_in(0, 1, high_open=True), "a number in [0, 1)")
+    groups = cfg["diagnostics"].get("groups")
+    e.checked.add("diagnostics.groups")
     ok = groups is None or (isinstance(groups, list) and all(
         isinstance(g, str) or (isinstance(g, list) and g and all(isinstance(x, str) for x in g))
         for g in groups))
     if not ok:
-        e.append(f"diagnostics.groups = {groups!r}: must be null (each network) or a list of "
-                 "patterns or lists of patterns")
+        e.bad("diagnostics.groups", groups, "null (each network) or a list of patterns or lists of patterns")
 
 
-def _validate_offline(e: list[str], cfg: dict) -> None:
-    off = cfg.get("offline", {})
-    _check(e, cfg, "offline.dataset", lambda v: v is None or (isinstance(v, str) and v),
-           "null or a Minari dataset id / local path")
-    _check(e, cfg, "offline.fraction", lambda v: _is_num(v) and 0 <= v <= 1,
-           "a number in [0, 1] (share of each batch from the dataset)")
-    _check(e, cfg, "offline.pretrain_updates", lambda v: _is_int(v) and v >= 0, "an integer >= 0")
-    _check(e, cfg, "offline.init_from", lambda v: v is None or isinstance(v, str),
-           "null or the path of an agent.pt (or its run directory)")
-    _check(e, cfg, "offline.reward_scale", _finite, "a finite number")
-    _check(e, cfg, "offline.reward_shift", _finite, "a finite number")
-    if _is_int(off.get("pretrain_updates")) and off["pretrain_updates"] > 0 and not off.get("dataset"):
-        e.append(f"offline.pretrain_updates = {off['pretrain_updates']}: needs offline.dataset "
-                 "(pre-training runs on the dataset alone)")
+def _validate_offline(e: Errors, cfg: dict) -> None:
     from replay.datasets import REWARD_NORMALIZATIONS
+    off = cfg["offline"]
+    check(e, cfg, "offline.dataset", lambda v: v is None or (isinstance(v, str) and v),
+          "null or a Minari dataset id / local path")
+    check(e, cfg, "offline.fraction", num_in(0, 1), "a number in [0, 1] (share of each batch from the dataset)")
+    check(e, cfg, "offline.pretrain_updates", int_ge(0), "an integer >= 0")
+    check(e, cfg, "offline.init_from", lambda v: v is None or (isinstance(v, str) and v),
+          "null or the path of an agent.pt (or its run directory)")
+    check(e, cfg, "offline.reward_scale", finite, "a finite number")
+    check(e, cfg, "offline.reward_shift", finite, "a finite number")
+    if is_int(off.get("pretrain_updates")) and off["pretrain_updates"] > 0 and not off.get("dataset"):
+        e.add("offline.pretrain_updates", f"offline.pretrain_updates = {off['pretrain_updates']}: needs "
+                                          "offline.dataset (pre-training runs on the dataset alone)")
     norm = off.get("reward_normalization", "none")  # absent in configs saved before the key existed
-    if norm not in REWARD_NORMALIZATIONS:
-        e.append(f"offline.reward_normalization = {norm!r}: must be one of {list(REWARD_NORMALIZATIONS)} "
-                 "(returns_range: r * 1000 / (max - min episode return of the dataset))")
+    e.checked.add("offline.reward_normalization")
+    if not isinstance(norm, str) or norm not in REWARD_NORMALIZATIONS:
+        e.bad("offline.reward_normalization", norm, f"one of {list(REWARD_NORMALIZATIONS)} (returns_range: "
+                                                    "r * 1000 / (max - min episode return of the dataset))")
     elif norm != "none" and not off.get("dataset"):
-        e.append(f"offline.reward_normalization = {norm!r}: needs offline.dataset (the scale comes "
-                 "from its episode returns)")
+        e.add("offline.reward_normalization", f"offline.reward_normalization = {norm!r}: needs offline.dataset "
+                                              "(the scale comes from its episode returns)")
 
 
 def resolve_device(name: str) -> torch.device:

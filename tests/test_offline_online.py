@@ -60,7 +60,7 @@ def test_warm_start_loads_the_pretrained_agent_and_refuses_other_shapes(tmp_path
     other = config(dataset, "agent=iql", "agent.hidden_dims=[16,16]", f"offline.init_from={tmp_path / 'pre'}")
     with pytest.raises(WarmStartError, match="hidden_dims"):
         Trainer(other, tmp_path / "other")
-    with pytest.raises(WarmStartError, match="holds a 'IQL' agent"):
+    with pytest.raises(ConfigError, match="holds a 'IQL' agent"):  # refused by validation
         Trainer(config(dataset, f"offline.init_from={tmp_path / 'pre' / 'agent.pt'}"), tmp_path / "sac")
 
 
