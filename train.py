@@ -14,44 +14,54 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from plasticity.groups import GroupError
-from replay import DatasetMismatchError
-from runner.checkpoint import CheckpointError
+from agents.serialization import WriteError
 import runner.resolvers  # noqa: F401  (registers the configs' resolvers)
-from runner.offline import WarmStartError
-from runner.resume import resume_config
-from runner.threads import apply_threads
-from runner.trainer import Trainer
-from runner.validate import ConfigError, validate_config
+from runner.nonfinite import NonFiniteError
+from runner.signals import Interrupted
+from runner.start import REFUSED, prepare_run
 
 
-def _fail(message: str, run_dir: Path) -> None:
-    if run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()  # the empty directory Hydra made for a run that never started
+# Exit statuses (README "Preemption and faults"): 0 finished, 2 refused before any work (bad
+# input), 3 stopped on NaN/inf, 4 a file could not be written, 128 + N stopped by signal N.
+BAD_INPUT, NON_FINITE, WRITE_FAILED = 2, 3, 4
+
+
+def _fail(message: str, made: Path | None, status: int = BAD_INPUT) -> None:
+    """Print one line and exit with `status`; remove `made`, the directory Hydra created for
+    this run, if nothing was written into it."""
+    if made is not None and made.is_dir() and not any(made.iterdir()):
+        made.rmdir()
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(status)
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    resume = cfg.get("resume")
+    # with resume=<an existing directory> Hydra's run dir is that directory: never removed
+    made = None if resume and Path(str(resume)).resolve() == run_dir.resolve() else run_dir
     try:
-        if config.get("resume"):
-            config = resume_config(config["resume"], config, list(hydra_cfg.overrides.task))
-            run_dir = Path(config["resume"])
-        validate_config(config)
-        config["threads"] = apply_threads(config.get("threads"), hydra_cfg)  # recorded in config.yaml
-        trainer = Trainer(config, run_dir)
-        if config.get("resume"):
-            trainer.restore()
-    except (ConfigError, CheckpointError, GroupError, DatasetMismatchError, WarmStartError,
-            FileNotFoundError) as err:
-        _fail(str(err), run_dir)
-    summary = trainer.train()
-    print(f"run dir: {run_dir}\nenv steps {summary['env_steps']}, updates {summary['updates']}, "
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:  # e.g. an override interpolating a missing key
+        _fail(f"the config does not resolve: {str(err).splitlines()[0]}", made)
+    try:
+        trainer = prepare_run(config, hydra_cfg.overrides.task, run_dir, hydra_cfg)
+    except REFUSED as err:
+        _fail(str(err), made)
+    try:
+        summary = trainer.train()
+    except Interrupted as stop:  # SIGTERM / SIGINT / SIGUSR1: checkpointed, one line, no traceback
+        print(stop, file=sys.stderr)
+        sys.exit(stop.status)
+    except NonFiniteError as err:
+        _fail(str(err), None, NON_FINITE)
+    except WriteError as err:
+        _fail(str(err), None, WRITE_FAILED)
+    print(f"run dir: {trainer.run_dir}\nenv steps {summary['env_steps']}, updates {summary['updates']}, "
           f"final eval return {summary['final_eval_return']:.1f}, "
           f"{summary['updates_per_s']:.1f} updates/s")
 

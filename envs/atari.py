@@ -217,6 +217,25 @@ class AtariEnv100k(gymnasium.Env):
         info["raw_reward"], info["life_lost"] = raw_reward, life_lost
         return obs, reward, terminated, truncated, info
 
+    def get_state(self) -> dict[str, Any]:
+        """The emulator (``cloneState(include_rng=True)``), the pooling and stack buffers, the
+        counters and the no-op RNG (envs/snapshot.py)."""
+        rng = self._np_random.bit_generator.state if self._np_random is not None else None
+        return {"ale": self.ale.cloneState(include_rng=True), "raw": self._raw.copy(),
+                "stack": self._stack.copy(), "lives": self._lives, "steps": self._steps,
+                "continue_game": self._continue_game, "started": self._started, "rng": rng}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``get_state()``'s state."""
+        self.ale.restoreState(state["ale"])
+        self._raw[:], self._stack[:] = state["raw"], state["stack"]
+        self._lives, self._steps = state["lives"], state["steps"]
+        self._continue_game, self._started = state["continue_game"], state["started"]
+        if state["rng"] is not None:
+            if self._np_random is None:
+                self._np_random, _ = gymnasium.utils.seeding.np_random(0)
+            self._np_random.bit_generator.state = state["rng"]
+
     def _info(self, **extra: Any) -> dict[str, Any]:
         return {"lives": self._lives, "episode_frame_number": self.ale.getEpisodeFrameNumber(),
                 **extra}

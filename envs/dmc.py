@@ -108,6 +108,16 @@ class DMCEnv(gymnasium.Env):
         self._needs_reset = time_step.last()
         return obs, reward, terminated, truncated, {"discount": discount}
 
+    def get_state(self) -> dict[str, Any]:
+        """Everything stepping depends on (envs/snapshot.py): the dm_control environment,
+        pickled whole (physics data and model, which some tasks change per episode, the task's
+        RandomState and the step count) and whether a reset is due."""
+        return {"env": self._env, "needs_reset": self._needs_reset}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``get_state()``'s state (render contexts are made again when needed)."""
+        self._env, self._needs_reset = state["env"], state["needs_reset"]
+
     def render(self) -> np.ndarray:
         """Render an RGB array from the configured camera (needs an OpenGL backend: see
         envs.gl, which raises GLUnavailableError saying what to install if there is none)."""

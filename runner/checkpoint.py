@@ -2,6 +2,9 @@
 (agent, optimizers, replay contents, RNG states, counters, evaluation history)."""
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -36,8 +39,30 @@ def config_differences(saved: dict, current: dict, sections=COMPATIBLE_SECTIONS)
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
-def save_checkpoint(state: dict, path) -> None:
+def save_checkpoint(state: dict, path, keep: int = 1, previous_steps: int | None = None) -> None:
+    """Write `state` to `path` atomically. With `keep` K > 1 the checkpoint it replaces stays
+    as `checkpoint.<env steps>.pt` (a hard link, else a copy) and the K - 1 newest such files
+    are kept: `mv checkpoint.<N>.pt checkpoint.pt` rolls a run back to env step N."""
+    path = Path(path)
+    if keep > 1 and path.is_file() and previous_steps is not None:
+        older = path.with_name(f"{path.stem}.{previous_steps}{path.suffix}")
+        if not older.exists():
+            try:
+                os.link(path, older)
+            except OSError:  # a file system without hard links
+                shutil.copy2(path, older)
     atomic_save({"format": FORMAT, **state}, path)
+    for stale in older_checkpoints(path)[:-(keep - 1) or None]:
+        stale.unlink(missing_ok=True)
+
+
+def older_checkpoints(path) -> list[Path]:
+    """The kept `checkpoint.<env steps>.pt` files beside `path`, oldest first."""
+    path = Path(path)
+    pattern = re.compile(rf"{re.escape(path.stem)}\.(\d+){re.escape(path.suffix)}")
+    found = [(int(m.group(1)), p) for p in path.parent.glob(f"{path.stem}.*{path.suffix}")
+             if (m := pattern.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
 
 
 def load_checkpoint(path, config: dict, device="cpu") -> dict:

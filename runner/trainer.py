@@ -3,6 +3,7 @@ checkpoint. Agents and the replay buffer are built from the config; the loop kno
 about any agent's internals."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,11 @@ from agents.serialization import atomic_write_text
 from plasticity.diagnostics import Diagnostics
 from plasticity.scheduler import build_scheduler
 from runner.build import make_buffer, make_envs, score_normalizer
+from agents.serialization import remove_orphan_temps
+from envs.snapshot import env_snapshot, restore_env_snapshot
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from runner.nonfinite import NonFiniteError, NonFiniteGuard
+from runner.signals import Interrupted, StopRequests
 from runner.evaluate import evaluate, summarize
 from runner.logger import RunLogger
 from runner.video import record_eval_video
@@ -51,18 +56,34 @@ class Trainer:
         self.counters = {"env_steps": 0, "updates": 0, "episodes": 0, "wall_time": 0.0,
                          "last_checkpoint": 0, "mid_episode": False}
         self.eval_history: list[dict] = []
+        self.guard = NonFiniteGuard(self.agent, self.device)
+        self.stop = StopRequests()  # entered by train(): signals stop the loop after a step
+        self._loop = None  # (obs, episode return, in episode) restored from a mid-episode checkpoint
 
     # ------------------------------------------------------------ checkpoints
-    def state(self) -> dict:
+    def state(self, loop=None) -> dict:
+        """Everything to continue; `loop` = (obs, episode return, in episode) when the env is
+        mid-episode, saved with the env's own state where the env allows (envs/snapshot.py)."""
+        env_state = env_snapshot(self.env) if loop is not None else None
         return {"config": self.cfg, "agent": self.agent.training_state(),
                 "replay": self.buffer.state_dict(), "rng": rng_state(),
                 "scheduler": self.scheduler.state_dict(),
                 "action_space_rng": self.env.action_space.np_random.bit_generator.state,
-                "counters": dict(self.counters), "eval_history": list(self.eval_history)}
+                "counters": dict(self.counters), "eval_history": list(self.eval_history),
+                "env_state": env_state, "loop": loop if env_state is not None else None}
 
-    def save(self) -> None:
-        self.counters["last_checkpoint"] = self.counters["env_steps"]
-        save_checkpoint(self.state(), self.run_dir / CHECKPOINT_NAME)
+    def save(self, loop=None) -> bool:
+        """Checkpoint, after making sure no NaN or inf is in it (the guard stops the run if so,
+        or under train.on_nonfinite=warn skips the write). True if written."""
+        c = self.counters
+        if not self._check_finite(checkpoint=True):
+            return False
+        previous, c["last_checkpoint"] = c["last_checkpoint"], c["env_steps"]
+        if previous == c["env_steps"]:  # written again at the same step (the final one): the
+            previous = None             # file it replaces is not kept as an older checkpoint
+        save_checkpoint(self.state(loop), self.run_dir / CHECKPOINT_NAME,
+                        self.cfg["train"].get("keep_checkpoints", 1), previous)
+        return True
 
     def restore(self, path=None) -> None:
         """Continue from a checkpoint (default: this run's). Refuses incompatible configs."""
@@ -74,10 +95,13 @@ class Trainer:
         self.counters.update(state["counters"])
         self.eval_history = list(state["eval_history"])
         set_rng_state(state["rng"])
-        if self.counters["mid_episode"]:  # the final checkpoint cut an episode: mark its end so
+        if state.get("loop") is not None:  # the env steps on from where the checkpoint was taken
+            restore_env_snapshot(self.env, state["env_state"])
+            self._loop = state["loop"]
+        elif self.counters["mid_episode"]:  # an env that cannot be saved: end its episode so
             self.buffer.storage.truncate_newest()  # n-step returns never run into the next one
             self.counters["episodes"] += 1
-            self.counters["mid_episode"] = False
+        self.counters["mid_episode"] = False
 
     # ------------------------------------------------------------------ loop
     def _reset(self):
@@ -103,70 +127,118 @@ class Trainer:
 
     def train(self, stop_at: int | None = None) -> dict:
         """Run until train.total_steps env steps. With `stop_at`, stop (and checkpoint) at the
-        first episode end at or after that many env steps, as an interruption would."""
-        t, a, c = self.cfg["train"], self.cfg["agent"], self.counters
+        first episode end at or after that many env steps, as an interruption would. A stop
+        signal (runner/signals.py) ends the loop after the current env step with a checkpoint
+        and raises `Interrupted`; NaN or inf raises `NonFiniteError` (runner/nonfinite.py)."""
+        t = self.cfg["train"]
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in remove_orphan_temps(self.run_dir, (CHECKPOINT_NAME, "agent.pt", "config.yaml",
+                                                      "summary.json")):
+            print(f"removed {tmp}, left by a write that was interrupted", file=sys.stderr)
         atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(self.cfg)), self.run_dir / "config.yaml")
-        logger = RunLogger(self.run_dir, t["total_steps"], c["env_steps"], t["progress"])
-        clock, window = time.perf_counter(), (time.perf_counter(), c["env_steps"], c["updates"])
-        obs, episode_return, metrics = self._reset(), 0.0, {}
-        in_episode = False
+        logger = RunLogger(self.run_dir, t["total_steps"], self.counters["env_steps"], t["progress"])
         try:
-            if c["env_steps"] == 0:  # the online phase begins (a resume always starts later)
-                # offline pre-training on the dataset alone (IQL); `switch` rules fire after it
-                metrics = self._extra_updates(logger, self.cfg["offline"]["pretrain_updates"], "pretrain")
-                self._log_events(logger, self.scheduler.at_switch(c["updates"], 0))
-            while c["env_steps"] < t["total_steps"]:
-                if c["env_steps"] < t["learning_starts"]:
-                    action = self.env.action_space.sample()
-                else:
-                    action = self.agent.act(obs)
-                next_obs, reward, terminated, truncated, info = self.env.step(action)
-                self.buffer.add(obs, action, self.reward_transform(reward), next_obs, terminated, truncated)
-                obs = next_obs  # the logged return is unclipped (Atari clips `reward` for training)
-                episode_return += float(info.get("raw_reward", reward))
-                c["env_steps"], in_episode = c["env_steps"] + 1, True
-                if c["env_steps"] == t["learning_starts"] and t["priming_updates"]:
-                    # heavy priming (Nikishin et al. 2022, "SAC w/ HP") on the first data
-                    metrics = self._extra_updates(logger, t["priming_updates"], "priming")
-                if c["env_steps"] >= t["learning_starts"]:
-                    for _ in range(a["replay_ratio"]):
-                        metrics = self._update(logger)
-                step = c["env_steps"]
-                self._log_events(logger, self.scheduler.after_env_step(step, c["updates"]))
-                if t["eval_every"] and step % t["eval_every"] == 0:
-                    self._evaluate(logger)
-                if step % t["log_every"] == 0:
-                    window = self._log_window(logger, metrics, window)
-                logger.progress(1)
-                if terminated or truncated:
-                    c["episodes"], in_episode = c["episodes"] + 1, False
-                    # an Atari life loss ends the agent's episode while the game goes on: the
-                    # game's score is logged, and checkpoints wait for a fresh env to take over
-                    game_over = info.get("game_over", True)
-                    if game_over:
-                        logger.scalars("train", {"episode_return": episode_return}, step)
-                        episode_return = 0.0
-                    stopping = stop_at is not None and step >= stop_at and game_over
-                    if stopping or (game_over and t["checkpoint_every"] and
-                                    step - c["last_checkpoint"] >= t["checkpoint_every"]):
-                        c["wall_time"] += time.perf_counter() - clock
-                        clock = time.perf_counter()
-                        self.save()
-                    if stopping:
-                        return self._summary()
-                    obs = self._reset()
-            if not self.eval_history or self.eval_history[-1]["env_steps"] != c["env_steps"]:
-                self._evaluate(logger)
-            c["wall_time"] += time.perf_counter() - clock
-            c["mid_episode"] = in_episode
-            self.save()
-            self.agent.save(self.run_dir / "agent.pt")
-            summary = self._summary()
-            logger.summary(summary)
-            return summary
+            with self.stop:
+                return self._loop_until(logger, stop_at)
         finally:
             logger.close()
+
+    def _loop_until(self, logger: RunLogger, stop_at: int | None) -> dict:
+        t, a, c = self.cfg["train"], self.cfg["agent"], self.counters
+        clock, window = time.perf_counter(), (time.perf_counter(), c["env_steps"], c["updates"])
+        if self._loop is not None:  # a mid-episode checkpoint: the env was restored with it
+            (obs, episode_return, in_episode), self._loop = self._loop, None
+        else:
+            obs, episode_return, in_episode = self._reset(), 0.0, False
+        metrics = {}
+        if c["env_steps"] == 0:  # the online phase begins (a resume always starts later)
+            # offline pre-training on the dataset alone (IQL); `switch` rules fire after it
+            pretrain = self.cfg["offline"]["pretrain_updates"]
+            metrics = self._extra_updates(logger, pretrain - c["updates"], "pretrain",
+                                          interruptible=True)
+            if self.stop.requested:
+                self._interrupt(clock)
+            self._log_events(logger, self.scheduler.at_switch(c["updates"], 0))
+        while c["env_steps"] < t["total_steps"]:
+            if c["env_steps"] < t["learning_starts"]:
+                action = self.env.action_space.sample()
+            else:
+                action = self.agent.act(obs)
+            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            self.buffer.add(obs, action, self.reward_transform(reward), next_obs, terminated, truncated)
+            obs = next_obs  # the logged return is unclipped (Atari clips `reward` for training)
+            episode_return += float(info.get("raw_reward", reward))
+            c["env_steps"], in_episode = c["env_steps"] + 1, True
+            if c["env_steps"] == t["learning_starts"] and t["priming_updates"]:
+                # heavy priming (Nikishin et al. 2022, "SAC w/ HP") on the first data
+                metrics = self._extra_updates(logger, t["priming_updates"], "priming")
+            if c["env_steps"] >= t["learning_starts"]:
+                for _ in range(a["replay_ratio"]):
+                    metrics = self._update(logger)
+            step = c["env_steps"]
+            self._log_events(logger, self.scheduler.after_env_step(step, c["updates"]))
+            if t["eval_every"] and step % t["eval_every"] == 0:
+                self._evaluate(logger)
+            if step % t["log_every"] == 0:
+                self._check_finite()
+                window = self._log_window(logger, metrics, window)
+            logger.progress(1)
+            if terminated or truncated:
+                c["episodes"], in_episode = c["episodes"] + 1, False
+                # an Atari life loss ends the agent's episode while the game goes on: the
+                # game's score is logged, and checkpoints wait for a fresh env to take over
+                game_over = info.get("game_over", True)
+                if game_over:
+                    logger.scalars("train", {"episode_return": episode_return}, step)
+                    episode_return = 0.0
+                stopping = stop_at is not None and step >= stop_at and game_over
+                if stopping or (game_over and t["checkpoint_every"] and
+                                step - c["last_checkpoint"] >= t["checkpoint_every"]):
+                    c["wall_time"] += time.perf_counter() - clock
+                    clock = time.perf_counter()
+                    self.save()
+                if stopping:
+                    return self._summary()
+                obs = self._reset()
+            if self.stop.requested:
+                self._interrupt(clock, (obs, episode_return, in_episode))
+        if not self.eval_history or self.eval_history[-1]["env_steps"] != c["env_steps"]:
+            self._evaluate(logger)
+        c["wall_time"] += time.perf_counter() - clock
+        c["mid_episode"] = in_episode
+        if self.save((obs, episode_return, in_episode) if in_episode else None):
+            self.agent.save(self.run_dir / "agent.pt")
+        summary = self._summary()
+        logger.summary(summary)
+        return summary
+
+    def _interrupt(self, clock: float, loop=None) -> None:
+        """A stop signal arrived: checkpoint where the loop is, then raise `Interrupted`."""
+        c = self.counters
+        c["wall_time"] += time.perf_counter() - clock
+        c["mid_episode"] = loop is not None and loop[2]
+        written = self.save(loop)
+        raise Interrupted(self.stop.signum, self.run_dir / CHECKPOINT_NAME, c["env_steps"], written)
+
+    def _check_finite(self, checkpoint: bool = False) -> bool:
+        """Read the non-finite guard (a host sync). True when all is finite. Otherwise stop
+        (train.on_nonfinite=stop: raise NonFiniteError) or warn and go on; under `warn` a
+        checkpoint with non-finite parameters is not written (False), the previous one stays."""
+        c, guard = self.counters, self.guard
+        losses, params = guard.bad_losses(), guard.bad_parameters()
+        if not losses and not params:
+            guard.clear(c["updates"])
+            return True
+        message = guard.describe(losses, params, c["env_steps"], c["updates"])
+        kept = (f"the checkpoint of env step {c['last_checkpoint']} is intact"
+                if (self.run_dir / CHECKPOINT_NAME).is_file() else "no checkpoint was written")
+        if self.cfg["train"].get("on_nonfinite", "stop") == "stop":
+            raise NonFiniteError(f"{message}; {kept} (train.on_nonfinite=warn goes on instead)")
+        guard.clear(c["updates"])
+        skip = checkpoint and bool(params)
+        print(f"warning: {message}" + (f"; checkpoint not written, {kept}" if skip else ""),
+              file=sys.stderr)
+        return not skip
 
     def _update(self, logger: RunLogger) -> dict:
         """One gradient update, then the scheduler; diagnostics on every K-th update."""
@@ -181,21 +253,27 @@ class Trainer:
         priority = metrics.pop("priority", None)  # [B] new priorities of the sampled slots (PER)
         if priority is not None:
             self.buffer.update_priorities(batch.idx, priority)
+        self.guard.observe(metrics)
         c["updates"] += 1
-        if due:
+        if due and self._check_finite():  # measures of NaN features would fail (linalg.svd)
             logger.scalars("plasticity", self.diagnostics.measure(), c["env_steps"])
         self._log_events(logger, self.scheduler.after_update(c["updates"], c["env_steps"]))
         return metrics
 
-    def _extra_updates(self, logger: RunLogger, n: int, label: str) -> dict:
+    def _extra_updates(self, logger: RunLogger, n: int, label: str,
+                       interruptible: bool = False) -> dict:
         """`n` updates without env steps (offline pre-training, heavy priming). They are
-        ordinary updates: counted, seen by the scheduler and the diagnostics."""
+        ordinary updates: counted, seen by the scheduler and the diagnostics. `interruptible`:
+        a stop signal ends them early (pre-training resumes from its update count)."""
         metrics = {}
         for i in range(n):
             metrics = self._update(logger)
             if (i + 1) % 1000 == 0 or i + 1 == n:
+                self._check_finite()
                 logger.progress(0, **{label: f"{i + 1}/{n}"})
                 logger.refresh()
+            if interruptible and self.stop.requested:
+                break
         return metrics
 
     def _log_events(self, logger: RunLogger, events: list[dict]) -> None:

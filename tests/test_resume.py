@@ -109,10 +109,10 @@ def test_train_py_resume_from_cli(tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "env steps 600" in again.stdout
-    # the first run stopped mid-episode (Pendulum episodes last 200 steps): that episode is
-    # marked truncated in the replay so n-step returns never run into the resumed one
+    # the first run stopped mid-episode (Pendulum episodes last 200 steps); its final checkpoint
+    # saved the env, so the resumed run finished that episode: no cut at step 300
     truncated = torch.load(run_dir / "checkpoint.pt", weights_only=False)["replay"]["storage"]["fields"]["truncated"]
-    assert truncated.nonzero().flatten().tolist() == [199, 299, 499]
+    assert truncated.nonzero().flatten().tolist() == [199, 399, 599]
     bad = subprocess.run([*base, f"resume={run_dir}", "agent.lr=0.1"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "agent.lr: 0.0003 in the checkpoint, 0.1 now" in bad.stderr
@@ -123,7 +123,7 @@ def test_resume_fills_keys_added_after_the_run_was_saved(tmp_path, tiny_config):
     old = copy.deepcopy(tiny_config)
     del old["diagnostics"], old["train"]["priming_updates"]  # a run saved before these existed
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
-    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    torch.save({"counters": {"env_steps": 300}}, tmp_path / "checkpoint.pt")  # read for its steps only
     merged = resume_config(tmp_path, make_config(*TINY, "train.total_steps=2000"), ["train.total_steps=2000"])
     assert merged["diagnostics"] == tiny_config["diagnostics"]
     assert merged["train"]["priming_updates"] == 0 and merged["train"]["total_steps"] == 2000
