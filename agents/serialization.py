@@ -45,6 +45,7 @@ def _atomic_write(path, write, mode: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -57,6 +58,12 @@ def _atomic_write(path, write, mode: str) -> None:
         if error is not None:
             raise error from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def remove_orphan_temps(directory, names) -> list[Path]:

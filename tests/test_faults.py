@@ -139,6 +139,17 @@ def test_cli_write_failure_exits_4(tmp_path):
     assert "Traceback" not in run.stderr and f"could not write {blocker / CHECKPOINT_NAME}" in run.stderr
 
 
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    """mkstemp's 0600 would hide a run's files from the group on a shared cluster."""
+    mask = os.umask(0o022)
+    try:
+        atomic_save({"x": 1}, tmp_path / "a.pt")
+        (tmp_path / "b.txt").write_text("plain")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
+
+
 def test_orphan_temp_files_are_removed_at_the_next_start(tmp_path):
     config = make_config(*TINY, "train.total_steps=400")
     Trainer(config, tmp_path).train(stop_at=200)

@@ -2,9 +2,11 @@
 checkpoint, mid-episode included, and the resumed run ends bitwise identical to an uninterrupted
 one (README "Preemption and faults")."""
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -137,29 +139,51 @@ def test_interrupted_pretraining_resumes_where_it_stopped(tmp_path, monkeypatch)
 
 
 def _cli(run_dir, *overrides):
-    return [sys.executable, "train.py", *TINY, "train.checkpoint_every=0", "train.total_steps=1500",
+    return [sys.executable, "train.py", *TINY, "train.checkpoint_every=0", "train.total_steps=2000",
             f"hydra.run.dir={run_dir}", *overrides]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_cli_signal_checkpoints_and_exits_with_one_line(tmp_path, signum):
-    full = subprocess.run(_cli(tmp_path / "full"), cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert full.returncode == 0, full.stderr
-    cut = tmp_path / "cut"
-    proc = subprocess.Popen(_cli(cut), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _signal_after_updates(proc, signum, steps: int = 250) -> str:
+    """Send `signum` once the progress bar (stderr) shows `steps` env steps (updates run from
+    step 200), and return all of stderr."""
+    chunks = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(1), "")))
+    reader.start()
     deadline = time.time() + 300
-    while not (cut / "tb").is_dir() and time.time() < deadline:  # the loop has started
-        time.sleep(0.05)
-    time.sleep(2.0)
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=300)
+    while time.time() < deadline and proc.poll() is None:
+        shown = [int(n) for n in re.findall(r"(\d+)/2000", "".join(chunks))]
+        if shown and max(shown) >= steps:
+            proc.send_signal(signum)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=300)
+    reader.join()
+    return "".join(chunks)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_cli_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("full") / "run"
+    full = subprocess.run(_cli(run), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr
+    return run
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_signal_checkpoints_and_exits_with_one_line(tmp_path, uninterrupted_cli_run, signum):
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_cli(cut, "train.progress=true"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    err = _signal_after_updates(proc, signum)
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if signal.Signals(signum).name in line]
     assert len(lines) == 1 and f"resume={cut}" in lines[0], err
+    steps = int(re.search(r"stopped at env step (\d+)", lines[0]).group(1))
+    assert 250 <= steps < 2000
     resume = subprocess.run([sys.executable, "train.py", f"resume={cut}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert resume.returncode == 0, resume.stderr
-    a = torch.load(tmp_path / "full" / "agent.pt", weights_only=False)["model"]
+    a = torch.load(uninterrupted_cli_run / "agent.pt", weights_only=False)["model"]
     b = torch.load(cut / "agent.pt", weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
