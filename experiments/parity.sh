@@ -11,8 +11,9 @@ OUT=${1:-runs/parity}
 mkdir -p "$OUT"
 SEEDS=${2:-0,1,2,3,4}
 # task  env id  action repeat (PlaNet: cartpole 8, cheetah / ball_in_cup / reacher 4)
-TASKS="ball_in_cup_catch:dmc:ball_in_cup-catch:4 cartpole_swingup:dmc:cartpole-swingup:8
-       reacher_easy:dmc:reacher-easy:4 cheetah_run:dmc:cheetah-run:4"
+# (TASKS="reacher_easy:dmc:reacher-easy:4" bash experiments/parity.sh ... runs a subset)
+TASKS=${TASKS:-"ball_in_cup_catch:dmc:ball_in_cup-catch:4 cartpole_swingup:dmc:cartpole-swingup:8
+       reacher_easy:dmc:reacher-easy:4 cheetah_run:dmc:cheetah-run:4"}
 ours() {
   for t in $TASKS; do
     IFS=: read -r name kind id repeat <<< "$t"
