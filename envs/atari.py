@@ -68,6 +68,7 @@ import gymnasium
 import numpy as np
 from ale_py import roms
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from envs.atari_games import check_game, rom_name
 
@@ -84,7 +85,11 @@ class AtariEnv100k(gymnasium.Env):
 
     def __init__(self, game: str, *, seed: int | None = None, training: bool = True,
                  frame_stack: int = 4, noop_max: int = NOOP_MAX,
-                 max_episode_steps: int = MAX_EPISODE_STEPS, frame_skip: int = FRAME_SKIP) -> None:
+                 max_episode_steps: int = MAX_EPISODE_STEPS, frame_skip: int = FRAME_SKIP,
+                 render_mode: str | None = "rgb_array") -> None:
+        if render_mode not in ("rgb_array", None):
+            raise ValueError(f"the Atari env renders rgb_array only (render_mode 'rgb_array' or "
+                             f"None), got {render_mode!r}")
         if frame_stack < 1 or frame_skip < 1 or noop_max < 0 or max_episode_steps < 1:
             raise ValueError(f"bad Atari settings: frame_stack={frame_stack}, "
                              f"frame_skip={frame_skip}, noop_max={noop_max}, "
@@ -93,7 +98,15 @@ class AtariEnv100k(gymnasium.Env):
         self.training = bool(training)
         self.frame_skip, self.noop_max = int(frame_skip), int(noop_max)
         self.max_episode_steps = int(max_episode_steps)
-        self.render_mode = "rgb_array"
+        self.render_mode = "rgb_array"  # render() always works; None is accepted for gymnasium
+        # gymnasium.make(self.spec) builds this env again (check_env, Minari's recover_environment)
+        self.spec = EnvSpec(
+            id=f"plasticrl/atari-{self.game}-v0", entry_point="envs.atari:AtariEnv100k",
+            kwargs={"game": self.game, "seed": None if seed is None else int(seed),
+                    "training": self.training, "frame_stack": int(frame_stack),
+                    "noop_max": self.noop_max, "max_episode_steps": self.max_episode_steps,
+                    "frame_skip": self.frame_skip},
+            order_enforce=False, disable_env_checker=True)  # it checks its own step order
 
         self.ale = ale_py.ALEInterface()
         self.ale.setLoggerMode(ale_py.LoggerMode.Error)

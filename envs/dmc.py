@@ -1,4 +1,10 @@
-"""DeepMind Control Suite tasks exposed as flat-vector gymnasium environments."""
+"""DeepMind Control Suite tasks exposed as flat-vector gymnasium environments.
+
+A `DMCEnv` carries a gymnasium ``spec`` (entry point ``envs.dmc:DMCEnv`` and its constructor's
+arguments), so ``gymnasium.make(env.spec)`` builds it again, wrappers included; no registration
+is needed for that. Observations concatenate dm_control's observation dict in its own order
+(``obs_layout``), not in gymnasium's sorted order.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,15 @@ from typing import Any
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from envs.gl import configure_gl, ensure_rendering
 
 configure_gl()  # picks MUJOCO_GL (EGL, else OSMesa) before dm_control chooses its GL backend
 
 from dm_control import suite  # noqa: E402
+
+from envs.obs_layout import ObsLayout  # noqa: E402
 
 
 def all_tasks() -> dict[str, list[str]]:
@@ -29,6 +38,11 @@ def flatten_observation(obs: dict[str, Any]) -> np.ndarray:
     if not parts:
         return np.zeros((0,), dtype=np.float32)
     return np.concatenate(parts)
+
+
+def _plain_int(value: Any) -> int | None:
+    """An int (or None) that a spec's JSON can hold, e.g. from a numpy integer."""
+    return None if value is None else int(value)
 
 
 class DMCEnv(gymnasium.Env):
@@ -48,11 +62,24 @@ class DMCEnv(gymnasium.Env):
         height: int = 84,
         width: int = 84,
         camera_id: int = 0,
+        shadow_size: int | None = None,
+        render_mode: str | None = "rgb_array",
     ) -> None:
+        if render_mode not in ("rgb_array", None):
+            raise ValueError(f"DMCEnv renders rgb_array only (render_mode 'rgb_array' or None), "
+                             f"got {render_mode!r}")
         self.domain, self.task = domain, task
         self._env = suite.load(domain, task, task_kwargs={"random": seed})
-        self.render_mode = "rgb_array"
+        if shadow_size is not None:  # read when the render context is made, at the first render
+            self._env.physics.model.vis.quality.shadowsize = int(shadow_size)
+        self.render_mode = "rgb_array"  # render() always works; None is accepted for gymnasium
         self._height, self._width, self._camera_id = height, width, camera_id
+        self.spec = EnvSpec(
+            id=f"plasticrl/dmc-{domain}-{task}-v0", entry_point="envs.dmc:DMCEnv",
+            kwargs={"domain": domain, "task": task, "seed": _plain_int(seed),
+                    "height": int(height), "width": int(width), "camera_id": int(camera_id),
+                    "shadow_size": _plain_int(shadow_size)},
+            order_enforce=False, disable_env_checker=True)  # it checks its own step order
         self._needs_reset = True
         # Real-time rate of one env step, for videos (gymnasium's convention).
         self.metadata = {**self.metadata, "render_fps": 1.0 / self._env.control_timestep()}
@@ -65,6 +92,13 @@ class DMCEnv(gymnasium.Env):
         self._act_low = np.broadcast_to(spec.minimum, spec.shape).astype(np.float64)
         self._act_high = np.broadcast_to(spec.maximum, spec.shape).astype(np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, self._act_shape, np.float32)
+
+    @property
+    def obs_layout(self) -> ObsLayout:
+        """The observation's parts in dm_control's order (e.g. walker: orientations, height,
+        velocity)."""
+        return ObsLayout(tuple((key, tuple(int(d) for d in spec.shape))
+                               for key, spec in self._env.observation_spec().items()))
 
     @property
     def physics(self):

@@ -17,7 +17,8 @@ frame (the replay storage rebuilds stacks assuming this).
   ``shadow_size=None`` keeps the suite's value; 0 removes shadows (~2.5x, but visibly different).
 
 Built from gymnasium's ``FrameStackObservation(padding_type="reset")`` and
-``ReshapeObservation``; only the channel-first render is our own wrapper (gymnasium's
+``ReshapeObservation`` (taking a list as well, for specs read from JSON); only the channel-first
+render is our own wrapper (gymnasium's
 ``AddRenderObservation`` resets and renders at construction, keeps (H, W, 3) and renders again on
 ``render()``).
 """
@@ -29,7 +30,8 @@ from typing import Any
 import gymnasium
 import numpy as np
 from gymnasium import spaces
-from gymnasium.wrappers import FrameStackObservation, ReshapeObservation
+from gymnasium.wrappers import FrameStackObservation
+from gymnasium.wrappers import ReshapeObservation as GymnasiumReshapeObservation
 
 from envs.gl import ensure_rendering
 from envs.wrappers import ActionRepeat, check_action_repeat
@@ -53,7 +55,7 @@ def default_camera(domain: str) -> int:
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # rl_with_resets wrappers/rgb2gray.py (ITU-R 601)
 
 
-class RenderObservation(gymnasium.ObservationWrapper):
+class RenderObservation(gymnasium.ObservationWrapper, gymnasium.utils.RecordConstructorArgs):
     """Replace the observation by ``env.render()`` made channel-first: uint8 ``[3, H, W]``, or
     ``[1, H, W]`` with ``grayscale`` (Nikishin et al.'s DrQ: 0.299 R + 0.587 G + 0.114 B,
     truncated to uint8 as rl_with_resets' ``RGB2Gray`` does).
@@ -62,7 +64,9 @@ class RenderObservation(gymnasium.ObservationWrapper):
     """
 
     def __init__(self, env: gymnasium.Env, height: int, width: int, grayscale: bool = False) -> None:
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self, height=height, width=width,
+                                                       grayscale=grayscale)
+        gymnasium.ObservationWrapper.__init__(self, env)
         self.grayscale = bool(grayscale)
         self.observation_space = spaces.Box(0, 255, (1 if grayscale else 3, height, width), np.uint8)
         self._frame: np.ndarray | None = None
@@ -83,6 +87,15 @@ class RenderObservation(gymnasium.ObservationWrapper):
         if self._frame is None:
             return np.asarray(self.env.render(), dtype=np.uint8)
         return self._frame.copy()
+
+
+class ReshapeObservation(GymnasiumReshapeObservation):
+    """gymnasium's ``ReshapeObservation`` taking ``shape`` as any sequence of ints: a spec read
+    back from JSON (Minari's ``recover_environment``) gives a list. Same class name, as env
+    snapshots (envs/snapshot.py) name each wrapper of the stack."""
+
+    def __init__(self, env: gymnasium.Env, shape) -> None:
+        super().__init__(env, tuple(int(d) for d in shape))
 
 
 def make_dmc_pixels(domain: str, task: str, *, seed: int | None = None,
@@ -106,9 +119,8 @@ def make_dmc_pixels(domain: str, task: str, *, seed: int | None = None,
     camera = default_camera(domain) if camera_id is None else int(camera_id)
     size = int(image_size)
 
-    base = DMCEnv(domain, task, seed=seed, height=size, width=size, camera_id=camera)
-    if shadow_size is not None:  # read when the render context is made, at the first render
-        base.physics.model.vis.quality.shadowsize = int(shadow_size)
+    base = DMCEnv(domain, task, seed=seed, height=size, width=size, camera_id=camera,
+                  shadow_size=shadow_size)
     env: gymnasium.Env = ActionRepeat(base, repeat) if repeat > 1 else base
     if not isinstance(grayscale, bool):
         raise ValueError(f"grayscale must be true or false, got {grayscale!r}")

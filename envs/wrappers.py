@@ -1,4 +1,8 @@
-"""Generic gymnasium wrappers: flat float32 observations, [-1, 1] actions, action repeat."""
+"""Generic gymnasium wrappers: flat float32 observations, [-1, 1] actions, action repeat.
+
+Each records its constructor's arguments (`gymnasium.utils.RecordConstructorArgs`), so a wrapped
+env's ``spec`` lists it and ``gymnasium.make(env.spec)`` builds the same stack again (what
+``check_env`` and Minari's ``recover_environment`` do)."""
 
 from __future__ import annotations
 
@@ -7,14 +11,19 @@ from typing import Any
 import gymnasium
 import numpy as np
 from gymnasium import spaces
-from gymnasium.wrappers import RescaleAction
+from gymnasium.wrappers import RescaleAction as GymnasiumRescaleAction
+
+from envs.obs_layout import ObsLayout, space_layout
 
 
-class FlattenFloat32Observation(gymnasium.ObservationWrapper):
-    """Flatten Box/Dict/Tuple observations into a float32 vector."""
+class FlattenFloat32Observation(gymnasium.ObservationWrapper,
+                                gymnasium.utils.RecordConstructorArgs):
+    """Flatten Box/Dict/Tuple observations into a float32 vector (Dict: in the space's key
+    order, ``obs_layout``)."""
 
     def __init__(self, env: gymnasium.Env) -> None:
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self)
+        gymnasium.ObservationWrapper.__init__(self, env)
         self._source_space = env.observation_space
         flat = spaces.flatten_space(self._source_space)
         if not isinstance(flat, spaces.Box):
@@ -25,18 +34,27 @@ class FlattenFloat32Observation(gymnasium.ObservationWrapper):
             dtype=np.float32,
         )
 
+    @property
+    def obs_layout(self) -> ObsLayout | None:
+        """The keys of a Dict observation in flattening order (None for Box and Tuple)."""
+        if isinstance(self._source_space, spaces.Dict):
+            return space_layout(self._source_space)
+        return None
+
     def observation(self, observation: Any) -> np.ndarray:
         """Flatten and cast one observation."""
         flat = spaces.flatten(self._source_space, observation)
         return np.asarray(flat, dtype=np.float32).reshape(-1)
 
 
-class ActionRepeat(gymnasium.Wrapper):
+class ActionRepeat(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     """Repeat each action ``k`` times, summing rewards; stop early when the episode ends."""
 
     def __init__(self, env: gymnasium.Env, k: int) -> None:
-        super().__init__(env)
-        self.k = check_action_repeat(k)
+        k = check_action_repeat(k)
+        gymnasium.utils.RecordConstructorArgs.__init__(self, k=k)
+        gymnasium.Wrapper.__init__(self, env)
+        self.k = k
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Step the inner env up to ``k`` times with the same action."""
@@ -47,6 +65,19 @@ class ActionRepeat(gymnasium.Wrapper):
             if terminated or truncated:
                 break
         return obs, total, terminated, truncated, info
+
+
+class RescaleAction(GymnasiumRescaleAction):
+    """gymnasium's ``RescaleAction`` with scalar bounds, recorded as floats (which a spec's JSON
+    holds) and applied as arrays of the action dtype (float bounds would make gymnasium warn
+    about lowered precision). Same class name, as env snapshots name each wrapper."""
+
+    def __init__(self, env: gymnasium.Env, min_action: float, max_action: float) -> None:
+        gymnasium.utils.RecordConstructorArgs.__init__(self, min_action=float(min_action),
+                                                       max_action=float(max_action))
+        space = env.action_space
+        super().__init__(env, np.full(space.shape, min_action, dtype=space.dtype),
+                         np.full(space.shape, max_action, dtype=space.dtype))
 
 
 def check_action_repeat(k: Any) -> int:
@@ -73,6 +104,5 @@ def apply_generic_wrappers(env: gymnasium.Env) -> gymnasium.Env:
         env = FlattenFloat32Observation(env)
     space = env.action_space
     if _rescalable(space) and not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
-        low = np.full(space.shape, -1.0, dtype=space.dtype)
-        env = RescaleAction(env, low, -low)
+        env = RescaleAction(env, -1.0, 1.0)
     return env

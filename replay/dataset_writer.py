@@ -14,8 +14,6 @@ import uuid
 import warnings
 from pathlib import Path
 
-import gymnasium
-
 METADATA_PREFIX = "plasticrl_"  # our extra metadata keys, e.g. plasticrl_env_id
 
 
@@ -64,35 +62,37 @@ def _minari_root(path: Path):
             os.environ["MINARI_DATASETS_PATH"] = old
 
 
-def gym_env_spec(gym_id: str | None):
-    """The gymnasium EnvSpec when it exists and serialises to JSON, else None (then only the
-    spaces are stored, as for dmc: ids, which gymnasium does not know)."""
-    if gym_id is None:
+def recordable_spec(spec):
+    """`spec` (a gymnasium EnvSpec) when JSON can hold it, as Minari stores it, else None with a
+    warning saying why (then only the spaces are stored and `recover_environment` cannot work)."""
+    if spec is None:
         return None
     try:
-        spec = gymnasium.spec(gym_id)
         spec.to_json()
-        return spec
-    except Exception:  # unregistered, or a callable entry point that JSON cannot hold
+    except Exception as err:  # noqa: BLE001 - e.g. a callable entry point, a wrapper with no kwargs
+        warnings.warn(f"the env spec of {spec.id} is not stored in the dataset: it cannot be "
+                      f"written as JSON ({type(err).__name__}: {str(err)[:160]})", stacklevel=2)
         return None
+    return spec
 
 
 def write_dataset(episodes, dataset_id: str, observation_space, action_space, *, root=None,
-                  gym_id: str | None = None, algorithm_name: str, description: str,
+                  env_spec=None, algorithm_name: str, description: str,
                   metadata: dict | None = None, author: str | None = None,
                   overwrite: bool = False) -> Path:
     """Write `episodes` (minari EpisodeBuffers) and return the dataset directory.
 
     `observation_space`/`action_space` describe the stored rows (ours: the wrapped env's flat
-    float32 observations and [-1, 1] actions); `gym_id` adds that env's gymnasium spec.
-    `metadata` keys are stored with the `plasticrl_` prefix.
+    float32 observations and [-1, 1] actions); `env_spec` is the spec of the env that made them,
+    wrappers included (`env.spec`), from which `recover_environment()` rebuilds it (Minari
+    builds it once here, from the spec). `metadata` keys are stored with the `plasticrl_` prefix.
     """
     import minari
 
     target = check_writable(dataset_id, root, overwrite)
     root_path = datasets_root(root)
     tmp_root = root_path / f".tmp-{uuid.uuid4().hex[:12]}"
-    spec = gym_env_spec(gym_id)
+    spec = recordable_spec(env_spec)
     try:
         with _minari_root(tmp_root), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # minari nags about author/permalink

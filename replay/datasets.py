@@ -3,10 +3,11 @@
 `load_offline(source, env.observation_space, env.action_space)` where `source` is a dataset
 directory (`<dir>` holding `data/`, or the `data/` directory itself) or a dataset id looked up
 under `root` / $MINARI_DATASETS_PATH / ~/.minari/datasets (`minari.load_dataset`'s rule; nothing is
-downloaded). Rows are made to look like our env's: observations flattened to float32 like
-`FlattenFloat32Observation` (see `replay.flatten`; dict keys in sorted order), bounded Box actions
-rescaled to [-1, 1]. Terminations and truncations are kept apart; an episode whose final step is
-neither (e.g. cut by the recorder) gets that step marked truncated (bootstrap from its next
+downloaded). Rows are made to look like our env's: observations flattened to float32 and mapped
+onto the env's layout by key (replay/dataset_layout.py: dict observations and recorded layouts
+are put in the env's key order, flat rows whose order cannot be known are refused), bounded Box
+actions rescaled to [-1, 1]. Terminations and truncations are kept apart; an episode whose final
+step is neither (e.g. cut by the recorder) gets that step marked truncated (bootstrap from its next
 observation), so n-step returns never run from one episode into the next. A dataset that does
 not fit the env is refused with `DatasetMismatchError`, and a broken one (unreadable metadata,
 a truncated file, mismatched episode lengths, non-finite values) with `DatasetError`, both before
@@ -27,10 +28,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from envs.obs_layout import ObsLayout
 from replay.dataset_check import check_dataset
+from replay.dataset_layout import observation_mapper
 from replay.dataset_errors import DatasetError, DatasetMismatchError
 from replay.dataset_writer import METADATA_PREFIX, datasets_root
-from replay.flatten import flat_dim, flatten_batch, is_continuous, rescale_actions
+from replay.flatten import flat_dim, is_continuous, rescale_actions
 from replay.reward import RewardTransform
 from replay.storage import TensorStorage, transition_specs
 
@@ -132,14 +135,40 @@ def returns_range_transform(returns, transform: RewardTransform, name: str) -> R
     return RewardTransform(transform.scale * RETURNS_RANGE_TARGET / (high - low), transform.shift)
 
 
+def env_layout(observation_space, env_name: str | None,
+               given: ObsLayout | None = None) -> ObsLayout | None:
+    """The env's observation layout: `given`, else that of the env id `env_name` (built for a
+    moment), else None (unknown). Only 1-D observations have one."""
+    shape = tuple(observation_space.shape or ())
+    if given is not None:
+        if len(shape) != 1 or given.total != shape[0]:
+            raise ValueError(f"obs_layout describes {given.total} values ({given.describe()}), "
+                             f"the env's observation space has shape {shape}")
+        return given
+    if len(shape) != 1 or not isinstance(env_name, str):
+        return None
+    from envs.obs_layout import env_id_layout
+    from envs.registry import EnvIdError, check_env_id
+
+    try:
+        check_env_id(env_name)
+    except EnvIdError:
+        return None  # a name for messages only
+    layout = env_id_layout(env_name)
+    return layout if layout.total == shape[0] else None  # not the env that id builds
+
+
 def load_offline(source, observation_space, action_space, *, device="cpu",
                  reward_transform: RewardTransform | None = None, root=None,
-                 env_name: str | None = None, reward_normalization: str = "none") -> OfflineData:
+                 env_name: str | None = None, reward_normalization: str = "none",
+                 obs_layout: ObsLayout | None = None) -> OfflineData:
     """Load every episode of a Minari dataset into a TensorStorage on `device`.
 
-    `observation_space`/`action_space` are the env's (after our wrappers); `env_name` only
-    appears in error messages. Rewards are stored as `reward_transform(r)` (float32), after the
-    `reward_normalization` scaling (see the module docstring).
+    `observation_space`/`action_space` are the env's (after our wrappers). `env_name`, the env
+    id, names the env in messages and gives its observation layout (built for a moment) unless
+    `obs_layout` (`envs.obs_layout.obs_layout(env)`) is given. Rewards are stored as
+    `reward_transform(r)` (float32), after the `reward_normalization` scaling (see the module
+    docstring).
     """
     from minari import MinariDataset
 
@@ -157,9 +186,11 @@ def load_offline(source, observation_space, action_space, *, device="cpu",
                            f"({type(err).__name__}: {str(err)[:160]})") from None
     ds_obs, ds_action = dataset.observation_space, dataset.action_space
     check_spaces(str(source), meta, ds_obs, ds_action, observation_space, action_space, env_name)
+    to_rows = observation_mapper(str(source), meta, ds_obs, observation_space,
+                                 env_layout(observation_space, env_name, obs_layout), env_name)
     transform = reward_transform or RewardTransform()
 
-    parts, episodes, closed = _read_episodes(dataset, ds_obs, ds_action, str(source))
+    parts, episodes, closed = _read_episodes(dataset, to_rows, ds_action, str(source))
     if not episodes:
         raise DatasetError(f"offline dataset '{source}' ({data_path.parent}) has no transitions")
     _check_finite(parts, str(source))
@@ -184,7 +215,7 @@ def load_offline(source, observation_space, action_space, *, device="cpu",
                        transform, meta, (min(returns), max(returns)))
 
 
-def _read_episodes(dataset, ds_obs, ds_action, name: str) -> tuple[dict, int, int]:
+def _read_episodes(dataset, to_rows, ds_action, name: str) -> tuple[dict, int, int]:
     """({field: [one array per episode]}, episodes, episodes closed by the loader)."""
     parts = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
     episodes = closed = 0
@@ -193,7 +224,7 @@ def _read_episodes(dataset, ds_obs, ds_action, name: str) -> tuple[dict, int, in
             steps = len(ep.rewards)
             if steps == 0:
                 continue
-            flat = flatten_batch(ds_obs, ep.observations)  # [T + 1, D]
+            flat = to_rows(ep.observations)  # [T + 1, D], in the env's layout
             terminated = np.asarray(ep.terminations, dtype=bool).reshape(steps)
             truncated = np.asarray(ep.truncations, dtype=bool).reshape(steps).copy()
             if not (terminated[-1] or truncated[-1]):

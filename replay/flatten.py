@@ -3,8 +3,9 @@ bounded Box actions rescaled to [-1, 1], so dataset rows look like our env's row
 
 Flattening follows `gymnasium.spaces.flatten` (what `FlattenFloat32Observation` calls): Box ->
 reshape, Discrete -> one-hot, Dict -> concatenation in the space's key order, Tuple -> in order.
-gymnasium sorts the keys of a Dict built from a plain dict (minari's deserialised spaces too), so
-a D4RL/Minari AntMaze observation becomes [achieved_goal (2), desired_goal (2), observation (27)].
+gymnasium sorts the keys of a Dict built from a plain dict (minari's deserialised spaces too), an
+order the env's need not share: the loader flattens a dataset's Dict key by key in the env's
+order (replay/dataset_layout.py), never the whole Dict at once.
 """
 from __future__ import annotations
 

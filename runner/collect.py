@@ -6,8 +6,10 @@
         --epsilon 0.1 --steps 100000 --dataset-id cheetah/medium-v0   # a trained agent, noisy
 
 Rows are what `envs.make_env` gives (flat float32 observations, actions in [-1, 1]); the dataset
-stores those spaces, the gymnasium env spec for `gym:` ids (none for `dmc:`, which gymnasium
-does not know) and `plasticrl_*` metadata (env id, action repeat, policy, seed). Episode e resets
+stores those spaces, the env's gymnasium spec with our wrappers (Minari's `recover_environment()`
+rebuilds the env that takes the stored actions) and `plasticrl_*` metadata (env id, action
+repeat, policy, seed, and `obs_layout`: the observation's keys, shapes and order, by which the
+loader maps the columns onto an env's, replay/dataset_layout.py). Episode e resets
 with seed `derived_seed(seed, 3, e)`. With `--steps` the last episode is cut at the budget and
 its final step is recorded as truncated. An existing dataset is never replaced without
 `--overwrite`.
@@ -23,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from envs import make_env
+from envs.obs_layout import obs_layout
 from envs.registry import EnvIdError, check_env_id
 from replay.dataset_writer import check_writable, write_dataset
 from runner.seeding import derived_seed
@@ -119,7 +122,7 @@ def collect(env_id: str, dataset_id: str, *, episodes=None, steps=None, root=Non
     if agent is None and (deterministic or noise_std or epsilon):
         raise ValueError("--deterministic, --noise-std and --epsilon apply to an --agent policy")
     check_writable(dataset_id, root, overwrite)  # fail before spending time collecting
-    parsed = check_env_id(env_id)
+    check_env_id(env_id)
     env = make_env(env_id, seed=seed, action_repeat=action_repeat)
     model = None
     if agent is not None:
@@ -137,11 +140,11 @@ def collect(env_id: str, dataset_id: str, *, episodes=None, steps=None, root=Non
     text = description or (f"{policy.describe()} in {env_id} (plasticrl envs.make_env: flat "
                            f"float32 observations, actions in [-1, 1]), seed {seed}")
     meta = {"env_id": env_id, "action_repeat": int(action_repeat), "policy": policy.describe(),
-            "seed": int(seed), "agent_path": str(agent) if agent else ""}
+            "seed": int(seed), "agent_path": str(agent) if agent else "",
+            "obs_layout": obs_layout(env).to_json()}
     return write_dataset(data, dataset_id, env.observation_space, env.action_space, root=root,
-                         gym_id=parsed.name if parsed.kind == "gym" else None,
-                         algorithm_name=name, description=text, metadata=meta, author=author,
-                         overwrite=overwrite)
+                         env_spec=env.spec, algorithm_name=name, description=text,
+                         metadata=meta, author=author, overwrite=overwrite)
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,7 @@ from minari.data_collector.episode_buffer import EpisodeBuffer
 
 from agents import SAC
 from envs import make_env
+from envs.obs_layout import obs_layout
 from envs.wrappers import FlattenFloat32Observation
 from replay import (DatasetMismatchError, ReplayBuffer, RewardTransform, TensorStorage,
                     load_offline, transition_specs)
@@ -123,19 +124,22 @@ def test_open_episode_ends_dict_obs_and_action_rescale(tmp_path):
                                       truncations=[False] * steps))
     write_dataset(episodes, "ext/antmaze-like-v0", obs_space, act_space, root=tmp_path,
                   algorithm_name="x", description="x")
+    class DictEnv(gymnasium.Env):  # what our env wrapper makes of one such observation
+        observation_space, action_space = obs_space, act_space
+    wrapper = FlattenFloat32Observation(DictEnv())
     env_obs = spaces.Box(-np.inf, np.inf, (7,), np.float32)
     env_act = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    with pytest.raises(DatasetMismatchError, match="key order of the env is unknown"):
+        load_offline(tmp_path / "ext/antmaze-like-v0", env_obs, env_act)  # no env id, no layout
     data = load_offline(tmp_path / "ext/antmaze-like-v0", env_obs, env_act,
-                        reward_transform=RewardTransform(shift=-1.0))
+                        reward_transform=RewardTransform(shift=-1.0),
+                        obs_layout=obs_layout(wrapper))
     s = data.storage.fields
     assert data.closed_by_loader == 2 and s["truncated"].nonzero().flatten().tolist() == [3, 6]
     assert not s["terminated"].any()
     assert s["action"].flatten().tolist() == [-1.0, 0.0, 1.0, 0.5, -1.0, 0.0, 1.0]
     assert (s["reward"] == -1.0).all()  # AntMaze's r - 1
 
-    class DictEnv(gymnasium.Env):  # what our env wrapper makes of one such observation
-        observation_space, action_space = obs_space, act_space
-    wrapper = FlattenFloat32Observation(DictEnv())
     step0 = {k: v[0] for k, v in episodes[0].observations.items()}
     assert np.array_equal(s["obs"][0].numpy(), wrapper.observation(step0))
     assert np.array_equal(s["obs"][0, :2].numpy(), step0["achieved_goal"])  # sorted key order
