@@ -19,12 +19,13 @@ from omegaconf.errors import OmegaConfBaseException
 from agents.serialization import WriteError
 import runner.resolvers  # noqa: F401  (registers the configs' resolvers)
 from runner.nonfinite import NonFiniteError
-from runner.signals import Interrupted
-from runner.start import REFUSED, prepare_run
+from runner.signals import Interrupted, hand_over
+from runner.start import REFUSED, RunFinished, prepare_run
 
 
 # Exit statuses (README "Preemption and faults"): 0 finished, 2 refused before any work (bad
-# input), 3 stopped on NaN/inf, 4 a file could not be written, 128 + N stopped by signal N.
+# input), 3 stopped on NaN/inf, 4 a file could not be written, 128 + N stopped by signal N
+# (checkpoint written).
 BAD_INPUT, NON_FINITE, WRITE_FAILED = 2, 3, 4
 
 
@@ -52,10 +53,14 @@ def main(cfg: DictConfig) -> None:
         trainer = prepare_run(config, hydra_cfg.overrides.task, run_dir, hydra_cfg)
     except REFUSED as err:
         _fail(str(err), made)
+    except RunFinished as done:  # resume=auto on a finished run (a job started again)
+        print(done)
+        return
     try:
         summary = trainer.train()
     except Interrupted as stop:  # SIGTERM / SIGINT / SIGUSR1: checkpointed, one line, no traceback
         print(stop, file=sys.stderr)
+        hand_over(stop.signum)  # e.g. submitit's handler: requeue this job
         sys.exit(stop.status)
     except NonFiniteError as err:
         _fail(str(err), None, NON_FINITE)

@@ -1,10 +1,12 @@
-"""What every agent shares: persistence of weights, optimizer states and constructor arguments.
+"""What every agent shares: persistence of weights, optimizer states and constructor arguments,
+and SB3's `predict`.
 
 An agent is an `nn.Module` with an `optimizers` dict and `hparams` (its constructor arguments,
 including `obs_dim` and `action_dim`); it adds its own training counters by extending
 `training_state` / `load_training_state`."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -13,7 +15,8 @@ from agents.serialization import atomic_save
 
 
 class Agent(nn.Module):
-    """Base class: `training_state`, `load_training_state`, `save`, `load` (SB3 names)."""
+    """Base class: `predict`, `training_state`, `load_training_state`, `save`, `load` (SB3
+    names). Subclasses define `act(obs, deterministic=False)`."""
 
     optimizers: dict
     hparams: dict
@@ -42,6 +45,29 @@ class Agent(nn.Module):
         if len(obs_shape) != 3:
             raise ValueError(f"obs_shape {obs_shape}: expected (C, H, W)")
         return obs_shape, num_actions, h
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """The shape of one observation: (obs_dim,) for vectors, (C, H, W) for pixels."""
+        dim = self.hparams["obs_dim"]
+        return (int(dim),) if np.ndim(dim) == 0 else tuple(int(d) for d in dim)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        """Stable-Baselines3's `predict`: (action, state) for one observation, or actions for a
+        batch [B, *observation_shape]. As there, the policy samples unless `deterministic`
+        (`act(obs, deterministic=True)` is what evaluation uses); `state` comes back unchanged
+        (no agent here is recurrent) and `episode_start` is not used. Training schedules (an
+        exploration epsilon's decay) do not advance. A wrong shape raises a ValueError."""
+        shape, expected = tuple(np.shape(observation)), self.observation_shape
+        if shape != expected and shape[1:] != expected:
+            batch = ", ".join(["B", *map(str, expected)])
+            raise ValueError(f"{type(self).__name__}.predict: an observation of shape {shape}; "
+                             f"expected {expected} (one observation) or ({batch}) (a batch)")
+        return self._predict_action(observation, deterministic), state
+
+    def _predict_action(self, observation, deterministic: bool):
+        """The action(s) `predict` returns; an agent whose `act` advances a schedule overrides it."""
+        return self.act(observation, deterministic)
 
     def _set_update_mode(self, value) -> str:
         """Record the normalised `compile` mode; under `cudagraphs`, updates run through a

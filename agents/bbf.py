@@ -137,11 +137,15 @@ class BBF(ConvPrecision, Agent):
     # ------------------------------------------------------------------ acting
     def act(self, obs, deterministic: bool = False):
         """Epsilon-greedy on the target network: an int for one observation, int64 [B] for a batch."""
-        eps = self.h["epsilon_eval"] if deterministic else self.epsilon
-        action = epsilon_greedy(self._target_q_values, obs, self.num_actions, eps, self.device)
+        action = self._predict_action(obs, deterministic)
         if not deterministic:
             self._act_steps += 1 if np.ndim(action) == 0 else len(action)
         return action
+
+    def _predict_action(self, obs, deterministic: bool):
+        """Epsilon-greedy at the current epsilon (epsilon_eval if deterministic); counts no step."""
+        eps = self.h["epsilon_eval"] if deterministic else self.epsilon
+        return epsilon_greedy(self._target_q_values, obs, self.num_actions, eps, self.device)
 
     def _target_q_values(self, obs: torch.Tensor) -> torch.Tensor:
         """Q [B, A] (fp32) of the target network, which acts, for pixels [B, C, H, W]."""
@@ -149,9 +153,6 @@ class BBF(ConvPrecision, Agent):
         with self._autocast():
             logits = net(self._layout(obs)).float()  # [B, A, N]
         return expected_value(logits, net.support)
-
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        return self.act(observation, deterministic), state
 
     # ---------------------------------------------------------------- learning
     def sample_batch(self, buffer, batch_size: int) -> "WeightedSequences":

@@ -221,16 +221,15 @@ class DrQAtari(ConvPrecision, Agent):
     def act(self, obs, deterministic: bool = False):
         """Epsilon-greedy action: an int for one observation [C, H, W], an int64 array [B] for a
         batch. Exploration counts one step per observation; draws use the global torch RNG."""
-        eps = self.epsilon_eval if deterministic else self.epsilon
-        action = epsilon_greedy(self.q_values, obs, self.num_actions, eps, self.device,
-                                len(self.obs_shape))
+        action = self._predict_action(obs, deterministic)
         if not deterministic:
             self._act_steps += 1 if np.ndim(action) == 0 else len(action)
         return action
 
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        """SB3-style: returns (action, state)."""
-        return self.act(observation, deterministic), state
+    def _predict_action(self, obs, deterministic: bool):
+        """Epsilon-greedy at the current epsilon (epsilon_eval if deterministic); counts no step."""
+        eps = self.epsilon_eval if deterministic else self.epsilon
+        return epsilon_greedy(self.q_values, obs, self.num_actions, eps, self.device, len(self.obs_shape))
 
     # ---------------------------------------------------------------- learning
     def augment(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -132,10 +132,6 @@ class IQL(Agent):
             self.actor.train(training)
         return action[0] if single else action
 
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        """SB3-style: returns (action, state)."""
-        return self.act(observation, deterministic), state
-
     # ---------------------------------------------------------------- learning
     def update(self, batch) -> dict[str, torch.Tensor]:
         """One gradient step on V, pi and Q (in the paper's order), then the target EMA."""

@@ -124,10 +124,6 @@ class SAC(Agent):
         action = action.cpu().numpy()
         return action[0] if single else action
 
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        """SB3-style: returns (action, state)."""
-        return self.act(observation, deterministic), state
-
     # ---------------------------------------------------------------- learning
     def update(self, batch) -> dict[str, torch.Tensor]:
         """One gradient step on critic, actor and temperature, then the target EMA

@@ -15,7 +15,7 @@ FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 # Config sections that must match for a checkpoint to be resumed; the rest may change.
 COMPATIBLE_SECTIONS = ("agent", "env", "plasticity", "offline", "seed")
-MAY_CHANGE = "only train.*, diagnostics.*, device and threads may change on resume"
+MAY_CHANGE = "only train.*, diagnostics.*, logger.*, device and threads may change on resume"
 
 
 class CheckpointError(ValueError):

@@ -1,4 +1,6 @@
-"""Run output: TensorBoard scalars, a tqdm progress bar and the final summary.json."""
+"""Run output: TensorBoard scalars, a tqdm progress bar, the final summary.json and TensorBoard
+HParams (runner/hparams.py); with `logger.wandb=true` the same to Weights & Biases
+(runner/wandb_logger.py)."""
 from __future__ import annotations
 
 import json
@@ -8,14 +10,23 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from agents.serialization import atomic_write_text
+from runner.hparams import config_hparams, final_metrics, write_hparams
 
 
 class RunLogger:
-    """Scalars go to `<run_dir>/tb` under train/, eval/ and time/. On resume, events after
-    the checkpoint's step are purged so curves do not fold back on themselves."""
+    """Scalars go to `<run_dir>/tb` under train/, eval/ and time/, by env step. On resume, events
+    after the checkpoint's step are purged so curves do not fold back on themselves. `config`
+    (the run's) is what the HParams and W&B record; without it neither is written."""
 
-    def __init__(self, run_dir, total_steps: int, start_step: int = 0, progress: bool = True):
-        self.run_dir = run_dir
+    def __init__(self, run_dir, total_steps: int, start_step: int = 0, progress: bool = True,
+                 config: dict | None = None):
+        self.run_dir, self.config = run_dir, config
+        options = (config or {}).get("logger") or {}
+        self.wandb = None
+        if options.get("wandb") and options.get("wandb_mode") != "disabled":
+            # first: if W&B cannot start, nothing else was opened
+            from runner.wandb_logger import WandbRun
+            self.wandb = WandbRun(run_dir, config, options)
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
         self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress,
                         unit="step", dynamic_ncols=True, mininterval=1.0)
@@ -23,10 +34,17 @@ class RunLogger:
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
         """Tensors are read here, and only here: this is the one host sync of logging."""
-        for key, value in values.items():
-            if isinstance(value, torch.Tensor):
-                value = value.item()
-            self.writer.add_scalar(f"{prefix}/{key}", value, step)
+        values = {f"{prefix}/{key}": value.item() if isinstance(value, torch.Tensor) else value
+                  for key, value in values.items()}
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+        if self.wandb is not None and values:
+            self.wandb.log(values, step)
+
+    def video(self, tag: str, path, step: int) -> None:
+        """An evaluation video already written to `path` (and to TensorBoard: runner/video.py)."""
+        if self.wandb is not None:
+            self.wandb.video(tag, path, step)
 
     def progress(self, steps: int, **postfix) -> None:
         self.bar.update(steps)
@@ -40,8 +58,18 @@ class RunLogger:
         self.bar.refresh()
 
     def summary(self, summary: dict) -> None:
+        """The end of the run: summary.json, the HParams, the W&B summary."""
         atomic_write_text(json.dumps(summary, indent=2) + "\n", self.run_dir / "summary.json")
+        if self.config is not None:
+            write_hparams(self.run_dir / "tb", config_hparams(self.config), final_metrics(summary),
+                          summary["env_steps"])
+        if self.wandb is not None:
+            self.wandb.summary(summary)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Flush and close everything; `failed`: the run stopped early (an error or a signal)."""
         self.bar.close()
         self.writer.close()
+        if self.wandb is not None:
+            self.wandb, run = None, self.wandb
+            run.finish(failed)

@@ -1,7 +1,9 @@
 """Stop requests from signals: SIGTERM (what SLURM and most schedulers send before preemption),
-SIGINT (Ctrl-C) and SIGUSR1 (SLURM's ``--signal=USR1@<seconds>``). The handler only records the
-signal; the training loop finishes the env step it is in (its updates included), writes a
-checkpoint and exits with status 128 + the signal number (README "Preemption and faults").
+SIGINT (Ctrl-C), SIGUSR1 (SLURM's ``--signal=USR1@<seconds>``) and SIGUSR2 (what submitit asks
+SLURM to send before a time limit). The handler only records the signal; the training loop
+finishes the env step it is in (its updates included), writes a checkpoint and exits with status
+128 + the signal number (README "Preemption and faults"). A handler that was installed before
+(submitit's, which requeues the job) is called after the checkpoint: `hand_over`.
 
 A signal that arrives while the checkpoint is being written is recorded and changes nothing: the
 write completes (it is atomic in any case, agents/serialization.py).
@@ -11,8 +13,8 @@ from __future__ import annotations
 import signal
 import threading
 
-STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None))
-                     if s is not None)
+STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR1", None),
+                                  getattr(signal, "SIGUSR2", None)) if s is not None)
 
 
 class Interrupted(Exception):
@@ -53,3 +55,13 @@ class StopRequests:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+
+
+def hand_over(signum: int) -> None:
+    """Call the handler `signum` had before training took it over, now that the checkpoint is
+    written: under submitit (hydra/launcher=submitit_slurm) that handler requeues the job, and
+    the requeued job continues from the checkpoint with resume=auto. Python's own defaults
+    (raise KeyboardInterrupt, terminate) are not called: the caller exits with its status."""
+    handler = signal.getsignal(signum)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signum, None)

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 TASK_KEY = "env.id"
 # Never a configuration dimension: the task itself, seeds, and keys that do not change results.
 IGNORED = ("env.id", "env.name", "seed", "resume", "device", "threads", "train.progress",
-           "train.log_every", "train.checkpoint_every")
+           "train.log_every", "train.checkpoint_every", "logger.wandb", "logger.wandb_project",
+           "logger.wandb_entity", "logger.wandb_group", "logger.wandb_mode")
 MISSING = "<absent>"  # the value of a key a run's config does not have
 
 
@@ -84,14 +85,22 @@ def load_run(path: Path) -> Run:
     return run
 
 
+def _in_wandb_run(path: Path) -> bool:
+    """A file W&B keeps for its run (<run dir>/wandb/run-<date>-<id>/files/config.yaml)."""
+    parts = path.parts[:-1]
+    return any(a == "wandb" and re.match(r"(offline-)?run-", b) for a, b in zip(parts, parts[1:]))
+
+
 def find_runs(root) -> list[Run]:
-    """Every run directory under `root` (recursively), in natural order (job 2 before job 10)."""
+    """Every run directory under `root` (recursively), in natural order (job 2 before job 10).
+    The config.yaml W&B keeps in `<run dir>/wandb/` is not a run."""
     root = Path(root)
     if not root.exists():
         raise ReportError(f"{root}: no such directory")
     if not root.is_dir():
         raise ReportError(f"{root}: not a directory")
-    runs = [load_run(p.parent) for p in sorted(root.rglob("config.yaml"), key=_natural)]
+    found = (p for p in root.rglob("config.yaml") if not _in_wandb_run(p.relative_to(root)))
+    runs = [load_run(p.parent) for p in sorted(found, key=_natural)]
     if not runs:
         raise ReportError(f"{root}: no runs found (a run directory holds the config.yaml and "
                           "summary.json that train.py writes)")

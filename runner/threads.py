@@ -3,7 +3,9 @@
 Parallel runs that each use every core oversubscribe the CPU and all slow down. `threads: null`
 therefore means torch's default in a single run, and in a Hydra multirun whose launcher runs
 `n_jobs` jobs at once (the joblib launcher) an even share of the cores, cores // n_jobs, at
-least 1. An integer is always used as given.
+least 1; under a cluster launcher, the CPUs each job asked for (submitit's `cpus_per_task`, Ray's
+`ray.remote.num_cpus`), or torch's default where the job did not say. An integer is always used
+as given.
 """
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ def run_threads(threads: int | None, hydra_cfg=None) -> int | None:
     """The thread count for this run; None leaves torch's default."""
     if threads is not None or hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
         return threads
-    n_jobs = hydra_cfg.launcher.get("n_jobs")
-    if not isinstance(n_jobs, int) or n_jobs == 0:
-        return None  # a launcher without a local process pool (submitit, ray): one job per machine
+    launcher = hydra_cfg.launcher
+    n_jobs = launcher.get("n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs == 0:  # a cluster launcher: the job's own CPUs
+        asked = launcher.get("cpus_per_task") or (launcher.get("ray") or {}).get("remote", {}).get("num_cpus")
+        return asked if isinstance(asked, int) and asked > 0 else None
     cpus = joblib.cpu_count()  # the count joblib resolves n_jobs=-1 with (affinity, cgroup quota)
     return max(1, cpus // concurrent_jobs(n_jobs, cpus))
 

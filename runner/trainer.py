@@ -121,8 +121,9 @@ class Trainer:
         logger.scalars("eval", scalars, self.counters["env_steps"])
         if t.get("video", False):  # one more greedy episode, rendered (README "Evaluation videos")
             seed = derived_seed(self.cfg["seed"], 2, len(self.eval_history))
-            record_eval_video(self.agent, self.eval_env, seed, self.run_dir / "videos",
-                              logger.writer, self.counters["env_steps"])
+            path = record_eval_video(self.agent, self.eval_env, seed, self.run_dir / "videos",
+                                     logger.writer, self.counters["env_steps"])
+            logger.video("eval/video", path, self.counters["env_steps"])
         logger.progress(0, eval=result["return_mean"])
 
     def train(self, stop_at: int | None = None) -> dict:
@@ -136,12 +137,16 @@ class Trainer:
                                                       "summary.json")):
             print(f"removed {tmp}, left by a write that was interrupted", file=sys.stderr)
         atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(self.cfg)), self.run_dir / "config.yaml")
-        logger = RunLogger(self.run_dir, t["total_steps"], self.counters["env_steps"], t["progress"])
+        logger = RunLogger(self.run_dir, t["total_steps"], self.counters["env_steps"], t["progress"],
+                           config=self.cfg)
+        failed = True  # an error or a signal: W&B marks the run failed (a resume continues it)
         try:
             with self.stop:
-                return self._loop_until(logger, stop_at)
+                summary = self._loop_until(logger, stop_at)
+            failed = False
+            return summary
         finally:
-            logger.close()
+            logger.close(failed)
 
     def _loop_until(self, logger: RunLogger, stop_at: int | None) -> dict:
         t, a, c = self.cfg["train"], self.cfg["agent"], self.counters

@@ -21,7 +21,7 @@ from runner.validate_keys import (allowed_top_level, base_defaults, check_finite
 from runner.validate_plasticity import validate_plasticity
 
 DEVICES = ("auto", "cpu", "cuda")
-SECTIONS = ("agent", "env", "plasticity", "train", "offline", "diagnostics")
+SECTIONS = ("agent", "env", "plasticity", "train", "offline", "diagnostics", "logger")
 _positive_ints = lambda v: isinstance(v, list) and all(is_int(w) and w > 0 for w in v)  # noqa: E731
 _unit = num_in(0, 1, low_open=True)  # (0, 1]
 # Keys only some agents have: checked where the named agent's defaults define them.
@@ -110,9 +110,10 @@ def validate_config(cfg: dict) -> None:
     _validate_train(e, cfg)
     _validate_diagnostics(e, cfg)
     _validate_offline(e, cfg)
+    _validate_logger(e, cfg)
     defaults = base_defaults()
     check_types(e, "", cfg, defaults[""])
-    for section in ("train", "offline", "diagnostics"):
+    for section in ("train", "offline", "diagnostics", "logger"):
         check_types(e, section, cfg.get(section, {}), defaults.get(section, {}))
     name = cfg["agent"].get("name")
     if isinstance(name, str) and name in AGENTS:
@@ -139,7 +140,7 @@ def _validate_keys(e: Errors, cfg: dict) -> None:
     """Unknown keys in every section (a `+key=...` that nothing would read included)."""
     defaults = base_defaults()
     check_unknown(e, "", cfg, allowed_top_level())
-    for section in ("train", "offline", "diagnostics", "env"):
+    for section in ("train", "offline", "diagnostics", "env", "logger"):
         check_unknown(e, section, cfg[section], defaults.get(section, {}))
     name = cfg["agent"].get("name")
     if isinstance(name, str) and name in AGENTS:
@@ -157,7 +158,8 @@ def _validate_top_level(e: Errors, cfg: dict) -> None:
         e.bad("threads", threads, "null (torch's default) or an integer >= 1 (torch CPU threads of this run)")
     resume = cfg.get("resume")
     if resume is not None and not (isinstance(resume, str) and resume):
-        e.bad("resume", resume, "null or the path of a run directory")
+        e.bad("resume", resume, "null, the path of a run directory, or auto (this run's own "
+                                "directory if it holds a checkpoint)")
 
 
 def _validate_agent(e: Errors, cfg: dict) -> None:
@@ -304,6 +306,29 @@ def _validate_offline(e: Errors, cfg: dict) -> None:
     elif norm != "none" and not off.get("dataset"):
         e.add("offline.reward_normalization", f"offline.reward_normalization = {norm!r}: needs offline.dataset "
                                               "(the scale comes from its episode returns)")
+
+
+def _validate_logger(e: Errors, cfg: dict) -> None:
+    """Each key may be absent (configs saved before the section existed): its default."""
+    from runner.wandb_logger import MODES, wandb_missing
+    log = cfg["logger"]
+    e.checked.update(f"logger.{k}" for k in ("wandb", "wandb_project", "wandb_entity", "wandb_group",
+                                              "wandb_mode"))
+    if "wandb" in log:
+        check(e, cfg, "logger.wandb", is_bool, "true or false (also log to Weights & Biases)")
+    if "wandb_project" in log:
+        check(e, cfg, "logger.wandb_project", lambda v: isinstance(v, str) and v, "a non-empty string")
+    for key in ("wandb_entity", "wandb_group"):
+        if key in log:
+            check(e, cfg, f"logger.{key}", lambda v: v is None or (isinstance(v, str) and v),
+                  "null or a non-empty string")
+    if "wandb_mode" in log:
+        check(e, cfg, "logger.wandb_mode", lambda v: v is None or v in MODES,
+              f"null ($WANDB_MODE, else online) or one of {list(MODES)}")
+    if log.get("wandb") is True and log.get("wandb_mode") != "disabled":
+        problem = wandb_missing()
+        if problem:
+            e.add("logger.wandb", problem)
 
 
 def resolve_device(name: str) -> torch.device:

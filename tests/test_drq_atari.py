@@ -133,7 +133,7 @@ def test_epsilon_schedule_and_acting():
     greedy = agent.q_values(torch.as_tensor(obs)).argmax(1).numpy()
     np.testing.assert_array_equal(agent.act(obs, deterministic=True), greedy)  # epsilon_eval 0
     assert agent._act_steps == 7  # evaluation does not advance the schedule
-    assert agent.predict(obs[1])[0] == greedy[1]
+    assert agent.predict(obs[1], deterministic=True)[0] == greedy[1]  # SB3 default: sampled
     agent.act(obs)
     assert agent.epsilon == 0.01
     explorer = DrQAtari(OBS, 3, epsilon_decay_steps=10**9, **SMALL)  # epsilon ~ 1: uniform

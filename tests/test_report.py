@@ -279,6 +279,10 @@ def test_threads_share_of_cores_in_multirun():
     assert run_threads(None, multirun) == max(1, joblib.cpu_count() // 2)
     multirun.launcher = {"partition": "gpu"}  # submitit-like: no n_jobs, torch's default
     assert run_threads(None, multirun) is None
+    multirun.launcher = {"partition": "gpu", "cpus_per_task": 4}  # the CPUs the job asked for
+    assert run_threads(None, multirun) == 4
+    multirun.launcher = {"ray": {"init": {}, "remote": {"num_cpus": 3}}}
+    assert run_threads(None, multirun) == 3
 
 
 def test_parallel_sweep_and_report_end_to_end(tmp_path):
@@ -294,10 +298,13 @@ def test_parallel_sweep_and_report_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Joblib.Parallel(n_jobs=" in proc.stdout + proc.stderr  # the default launcher
     for job in range(4):
-        config = yaml.safe_load((sweep / str(job) / "config.yaml").read_text())
-        summary = json.loads((sweep / str(job) / "summary.json").read_text())
+        job_dir = sweep / ["0_plasticity-none_seed-0", "1_plasticity-none_seed-1",
+                           "2_plasticity-head_reset_seed-0", "3_plasticity-head_reset_seed-1"][job]
+        config = yaml.safe_load((job_dir / "config.yaml").read_text())
+        summary = json.loads((job_dir / "summary.json").read_text())
         assert config["threads"] == 1 and summary["seed"] == job % 2
-        assert [e["env_steps"] for e in summary["plasticity_events"]] == ([] if job < 2 else [200, 400])
+        # not at 400, the last step: head_reset's no_reset_within skips a reset before the final eval
+        assert [e["env_steps"] for e in summary["plasticity_events"]] == ([] if job < 2 else [200])
     proc = subprocess.run([sys.executable, "-m", "runner.report", str(sweep), "--reps", "100"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -305,7 +312,8 @@ def test_parallel_sweep_and_report_end_to_end(tmp_path):
     assert "| plasticity=head_reset | gym:Pendulum-v1 | 2 |" in proc.stdout
     with open(sweep / "report.csv") as f:
         rows = list(csv.DictReader(f))
-    finals = [json.loads((sweep / str(j) / "summary.json").read_text())["final_eval_return"] for j in range(4)]
+    finals = [json.loads((next(sweep.glob(f"{j}_*")) / "summary.json").read_text())["final_eval_return"]
+              for j in range(4)]
     assert float(rows[0]["mean"]) == pytest.approx(np.mean(finals[:2]))
     assert float(rows[1]["mean"]) == pytest.approx(np.mean(finals[2:]))
     assert (sweep / "learning_curves.png").stat().st_size > 0
