@@ -5,7 +5,10 @@ start, start + every, ... (start defaults to every), never after `stop_after` (i
 unit), at most `max_count` times, and with a `horizon` (same unit) only where a whole interval
 still fits before it: count + every < horizon (BBF's `no_resets_after`, bigger_better_faster
 spr_agent.py `reset_weights`: at 20k env steps per interval and a 100k budget, resets at 20k, 40k
-and 60k, none at 80k). The unit `switch` fires once, when the online phase
+and 60k, none at 80k). `no_reset_within` (a share of the interval) skips a firing that would
+leave less than that share of an interval before the end of the run's budget in the rule's unit
+(the scheduler's `budgets`): with 1, a 200k-step reset in a 1M-step run fires at 200k ... 800k
+but not at 1M, right before the final evaluation. The unit `switch` fires once, when the online phase
 begins (after offline pre-training, or at the start of a run): warm start vs reset. The trainer calls `after_update` after every gradient
 update and `after_env_step` after each env step's updates, so the firing steps are the same
 at any replay ratio and, with the scheduler's state in the checkpoint, across a resume.
@@ -30,6 +33,7 @@ class Trigger:
     max_count: int | None = None
     stop_after_env_steps: int | None = None  # no firing after this many env steps, any unit
     horizon: int | None = None  # fire only if count + every < horizon (a whole interval follows)
+    no_reset_within: float | None = None  # skip if budget - count < no_reset_within * every
 
     def __post_init__(self):
         if self.unit not in UNITS:
@@ -37,7 +41,8 @@ class Trigger:
         if not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"trigger every={self.every!r}: must be an integer >= 1")
 
-    def fires(self, count: int, fired: int, env_steps: int = 0) -> bool:
+    def fires(self, count: int, fired: int, env_steps: int = 0, budget: int | None = None) -> bool:
+        """Whether to fire at `count` (in `unit`); `budget`: the run's total in `unit`."""
         if self.unit == "switch":
             return fired == 0
         start = self.every if self.start is None else self.start
@@ -45,6 +50,8 @@ class Trigger:
                 and (self.stop_after is None or count <= self.stop_after)
                 and (self.stop_after_env_steps is None or env_steps <= self.stop_after_env_steps)
                 and (self.horizon is None or count + self.every < self.horizon)
+                and (not self.no_reset_within or budget is None
+                     or budget - count >= self.no_reset_within * self.every)
                 and (self.max_count is None or fired < self.max_count))
 
 
@@ -64,10 +71,14 @@ class ResetScheduler:
     with the event of each firing (BBF restarts its annealing there when the event's
     `restart_schedules` is true); it never contains reset logic of its own.
     `regularizers` (e.g. Regen) act on every update through optimizer hooks; they are bound
-    to their groups here so that their state travels with the scheduler's in checkpoints."""
+    to their groups here so that their state travels with the scheduler's in checkpoints.
+    `budgets`: the run's total env steps and updates ({"env_steps": T, "updates": U}) for the
+    rules' `no_reset_within`; without them that option does nothing."""
 
-    def __init__(self, agent, rules: list[Rule], regularizers: list[tuple] = ()):
+    def __init__(self, agent, rules: list[Rule], regularizers: list[tuple] = (),
+                 budgets: dict | None = None):
         self.agent, self.rules, self.events = agent, rules, []
+        self.budgets = dict(budgets or {})
         for rule in rules:
             rule.intervention.bind(agent, resolve_group(agent, rule.patterns, rule.name))
         self.regularizers = [reg for reg, _ in regularizers]
@@ -89,7 +100,8 @@ class ResetScheduler:
     def _fire(self, unit, count, updates, env_steps) -> list[dict]:
         fired = []
         for rule in self.rules:
-            if rule.trigger.unit == unit and rule.trigger.fires(count, rule.fired, env_steps):
+            if rule.trigger.unit == unit and rule.trigger.fires(count, rule.fired, env_steps,
+                                                                self.budgets.get(unit)):
                 rule.intervention.apply()
                 rule.fired += 1
                 event = {"rule": rule.name, "intervention": type(rule.intervention).__name__,
@@ -117,10 +129,12 @@ class ResetScheduler:
         self.events = list(state["events"])
 
 
-def build_scheduler(agent, rules_cfg: list[dict], regularizers_cfg: list[dict] = ()) -> ResetScheduler:
+def build_scheduler(agent, rules_cfg: list[dict], regularizers_cfg: list[dict] = (),
+                    budgets: dict | None = None) -> ResetScheduler:
     """Rules from config dicts: {name?, intervention, groups, unit, every, start?, stop_after?,
-    max_count?, stop_after_env_steps?, horizon?, and the intervention's own options (optimizer, target, shrink, ...)};
-    regularizers from {kind, groups, and the regularizer's options (coef)}."""
+    max_count?, stop_after_env_steps?, horizon?, no_reset_within?, and the intervention's own
+    options (optimizer, target, shrink, ...)}; regularizers from {kind, groups, and the
+    regularizer's options (coef)}; `budgets` as ResetScheduler's."""
     rules = []
     for i, spec in enumerate(rules_cfg or []):
         spec = dict(spec)
@@ -129,7 +143,8 @@ def build_scheduler(agent, rules_cfg: list[dict], regularizers_cfg: list[dict] =
             raise ValueError(f"plasticity.rules[{i}].intervention = {kind!r}, allowed: {sorted(INTERVENTIONS)}")
         trigger = Trigger(spec.pop("unit", None), spec.pop("every", None), spec.pop("start", None),
                           spec.pop("stop_after", None), spec.pop("max_count", None),
-                          spec.pop("stop_after_env_steps", None), spec.pop("horizon", None))
+                          spec.pop("stop_after_env_steps", None), spec.pop("horizon", None),
+                          spec.pop("no_reset_within", None))
         patterns = spec.pop("groups")
         name = spec.pop("name", None) or f"{kind}:{'+'.join(patterns)}"
         restart = spec.pop("restart_schedules", kind != "hare_tortoise")
@@ -144,4 +159,4 @@ def build_scheduler(agent, rules_cfg: list[dict], regularizers_cfg: list[dict] =
             raise ValueError(f"plasticity.regularizers[{i}].kind = {kind!r}, allowed: {sorted(REGULARIZERS)}")
         patterns = spec.pop("groups")
         regularizers.append((REGULARIZERS[kind](**spec), patterns))
-    return ResetScheduler(agent, rules, regularizers)
+    return ResetScheduler(agent, rules, regularizers, budgets)

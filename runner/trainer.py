@@ -27,6 +27,16 @@ from runner.seeding import derived_seed, rng_state, seed_everything, set_rng_sta
 from runner.validate import ConfigError, resolve_device, validate_config
 
 
+def run_budgets(cfg: dict) -> dict:
+    """The run's total env steps and gradient updates (the scheduler's `no_reset_within`): one
+    update per env step and replay ratio from learning_starts on, plus heavy priming and
+    offline pre-training."""
+    t = cfg["train"]
+    online = cfg["agent"]["replay_ratio"] * max(0, t["total_steps"] - t["learning_starts"] + 1)
+    return {"env_steps": t["total_steps"],
+            "updates": online + t["priming_updates"] + cfg["offline"]["pretrain_updates"]}
+
+
 class Trainer:
     """One run. `cfg` is a resolved config dict (see configs/train.yaml)."""
 
@@ -50,7 +60,8 @@ class Trainer:
         self.buffer, offline_data = attach_offline(buffer, offline, self.env, env_cfg["id"], self.device, seed)
         self.reward_transform = reward_transform(offline, offline_data)
         plasticity, diag = cfg["plasticity"], cfg["diagnostics"]
-        self.scheduler = build_scheduler(self.agent, plasticity["rules"], plasticity.get("regularizers"))
+        self.scheduler = build_scheduler(self.agent, plasticity["rules"], plasticity.get("regularizers"),
+                                         run_budgets(cfg))
         self.diagnostics = Diagnostics(self.agent, diag["groups"], diag["every"], diag["tau"],
                                        diag["srank_delta"])
         self.counters = {"env_steps": 0, "updates": 0, "episodes": 0, "wall_time": 0.0,
@@ -181,9 +192,9 @@ class Trainer:
                 for _ in range(a["replay_ratio"]):
                     metrics = self._update(logger)
             step = c["env_steps"]
+            if t["eval_every"] and step % t["eval_every"] == 0:  # before this step's env-step
+                self._evaluate(logger)  # interventions, as rl_with_resets evaluates, then resets
             self._log_events(logger, self.scheduler.after_env_step(step, c["updates"]))
-            if t["eval_every"] and step % t["eval_every"] == 0:
-                self._evaluate(logger)
             if step % t["log_every"] == 0:
                 self._check_finite()
                 window = self._log_window(logger, metrics, window)

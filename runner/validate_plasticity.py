@@ -16,10 +16,10 @@ from runner.validate_keys import CONFIG_DIR, check_types, check_unknown, raw_yam
 SCHEMA_KEYS = ("name", "rules", "regularizers")  # what the trainer reads; a preset's other keys
 # (every, shrink, ...) are the values its rules interpolate
 TRIGGER_KEYS = ("unit", "every", "start", "stop_after", "max_count", "stop_after_env_steps", "horizon")
-RULE_KEYS = ("intervention", "name", "groups", "restart_schedules", *TRIGGER_KEYS)
+RULE_KEYS = ("intervention", "name", "groups", "restart_schedules", "no_reset_within", *TRIGGER_KEYS)
 # keys `plasticity=none` accepts (and ignores) so that one sweep sets them for every preset, the
 # no-intervention baseline included: `-m plasticity=none,head_reset ++plasticity.every=200`
-SWEEP_KEYS = ("unit", "every", "stop_after", "groups")
+SWEEP_KEYS = ("unit", "every", "stop_after", "groups", "no_reset_within")
 # the constructor parameters of interventions and regularizers: (test, what is allowed)
 PARAMETERS = {
     "optimizer": (lambda v: v in OPTIMIZER_OPTIONS,
@@ -115,6 +115,10 @@ def _validate_rule(e: Errors, key: str, rule, plasticity: dict) -> None:
         v = rule.get(opt)
         if v is not None and not (is_int(v) and v >= 0):
             _bad(e, f"{key}.{opt}", opt, v, "null or an integer >= 0", plasticity)
+    within = rule.get("no_reset_within")
+    if within is not None and not num_in(0, float("inf"))(within):
+        _bad(e, f"{key}.no_reset_within", "no_reset_within", within,
+             "null or a number >= 0 (the share of an interval that must remain; 0: off)", plasticity)
     if not (rule.get("name") is None or isinstance(rule.get("name"), str)):
         e.bad(f"{key}.name", rule["name"], "null or a string")
     if "restart_schedules" in rule and not is_bool(rule["restart_schedules"]):

@@ -135,8 +135,9 @@ def test_save_load_round_trip(tmp_path):
 @pytest.mark.parametrize("preset, events", [("bbf", 2), ("bbf_hare_tortoise", 3)])
 def test_bbf_trains_on_real_pong_with_its_resets(tmp_path, preset, events):
     # every 120 env steps (updates 1..21 run at env steps 100..120), horizon 241: one firing
+    # (BBF's horizon decides here: no_reset_within, which would skip it 10 steps before the end, off)
     cfg = make_config("agent=bbf", "env=atari/pong", f"plasticity={preset}", "plasticity.every=120",
-                      "plasticity.horizon=241",
+                      "plasticity.horizon=241", "plasticity.no_reset_within=0",
                       "agent.width_scale=1", "agent.hidden_dims=[64]", "agent.batch_size=4",
                       "agent.buffer_size=1000", "agent.replay_ratio=1", "train.total_steps=130",
                       "train.learning_starts=100", "train.eval_every=0", "train.eval_episodes=1",

@@ -53,11 +53,12 @@ PRESETS = ["head_reset", "shrink_perturb", "hare_tortoise", "reset_but_encoder",
 @pytest.mark.parametrize("agent, preset", [(a, p) for a in ("drq", "drq_atari", "bbf") for p in PRESETS]
                          + [("bbf", "bbf"), ("bbf", "bbf_hare_tortoise")])
 def test_every_preset_applies_to_pixel_agents(tmp_path, preset, agent):
-    """Resets every 20 updates on 30 updates of each pixel agent (its groups resolve, it fires)."""
+    """Resets every 20 updates on 41 updates of each pixel agent (its groups resolve, it fires;
+    not at 40, which leaves less than no_reset_within of an interval)."""
     base = {"drq_atari": PONG, "drq": CARTPOLE, "bbf": BBF}[agent]
     every = () if preset == "regen" else ("plasticity.unit=updates", "plasticity.every=20")
     groups = ("plasticity.groups=[critic]",) if (agent, preset) == ("drq_atari", "reset_but_encoder") else ()
-    cfg = make_config(*base, f"plasticity={preset}", *every, *groups, "train.total_steps=130",
+    cfg = make_config(*base, f"plasticity={preset}", *every, *groups, "train.total_steps=140",
                       "train.learning_starts=100")
     trainer = Trainer(cfg, tmp_path)
     trainer.train()

@@ -187,6 +187,32 @@ def test_scheduler_fires_at_exact_steps_at_any_replay_ratio(replay_ratio):
     assert [e["updates"] for e in by_updates.events] == [640, 1280, 1920]
 
 
+def run_budgeted(trigger, replay_ratio, env_steps):
+    agent = SAC(3, 1, hidden_dims=(8,))
+    budgets = {"env_steps": env_steps, "updates": env_steps * replay_ratio}
+    sched = ResetScheduler(agent, [Rule("r", Counter(), ["critic.head"], trigger)], budgets=budgets)
+    updates = 0
+    for step in range(1, env_steps + 1):
+        for _ in range(replay_ratio):
+            updates += 1
+            sched.after_update(updates, step)
+        sched.after_env_step(step, updates)
+    return [e["env_steps"] if trigger.unit == "env_steps" else e["updates"] for e in sched.events]
+
+
+@pytest.mark.parametrize("replay_ratio", [1, 4])
+def test_no_reset_within_skips_firings_too_close_to_the_end(replay_ratio):
+    """1M env steps, a reset every 200k: 200k ... 800k, not at 1M (right before the final
+    evaluation); a share of 0.5 with every 300k: 300k and 600k fire (400k left >= 150k), 900k
+    does not (100k left); in updates the budget counts updates; 0 turns it off."""
+    assert run_budgeted(Trigger("env_steps", 200, no_reset_within=1.0), 1, 1000) == [200, 400, 600, 800]
+    assert run_budgeted(Trigger("env_steps", 300, no_reset_within=0.5), replay_ratio, 1000) == [300, 600]
+    assert run_budgeted(Trigger("env_steps", 200, no_reset_within=0), 1, 1000) == [200, 400, 600, 800, 1000]
+    assert run_budgeted(Trigger("updates", 100 * replay_ratio, no_reset_within=1.0), replay_ratio, 450) == \
+        [100 * replay_ratio * k for k in (1, 2, 3)]
+    assert Trigger("env_steps", 200, no_reset_within=1.0).fires(1000, 4, budget=None)  # no budget: off
+
+
 def test_scheduler_continues_identically_after_resume():
     trigger = Trigger("updates", every=96)
     whole = run_schedule(trigger, 4, 300)

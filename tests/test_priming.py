@@ -1,7 +1,7 @@
 """Heavy priming and diagnostics inside a real (tiny) training run."""
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from runner.trainer import Trainer
+from runner.trainer import Trainer, run_budgets
 from tests.conftest import TINY, make_config
 
 
@@ -18,7 +18,9 @@ def test_priming_runs_once_at_learning_starts_and_diagnostics_are_logged(tmp_pat
     summary = trainer.train()
     t, rr = cfg["train"], cfg["agent"]["replay_ratio"]
     regular = rr * (t["total_steps"] - t["learning_starts"] + 1)
-    assert summary["updates"] == 300 + regular
+    assert summary["updates"] == 300 + regular == run_budgets(cfg)["updates"]  # 1902
+    # head_reset's no_reset_within = 1: none with less than 250 updates left (1750 is skipped)
+    assert [e["updates"] for e in summary["plasticity_events"]] == [250 * k for k in range(1, 7)]
     # the priming updates are ordinary updates: the reset at update 250 fires during priming
     first = summary["plasticity_events"][0]
     assert (first["updates"], first["env_steps"]) == (250, t["learning_starts"])
@@ -45,4 +47,6 @@ def test_every_preset_runs_end_to_end_with_sac(tmp_path):
         cfg = make_config(*TINY, "train.total_steps=300", "train.eval_every=0", f"plasticity={preset}", *every)
         summary = Trainer(cfg, tmp_path / preset).train()
         assert summary["plasticity"] == preset
-        assert len(summary["plasticity_events"]) == (0 if not every else summary["updates"] // 100), preset
+        within = cfg["plasticity"].get("no_reset_within") or 0  # 202 updates: 100 fires, 200 not
+        fired = [k for k in range(100, summary["updates"] + 1, 100) if summary["updates"] - k >= 100 * within]
+        assert [e["updates"] for e in summary["plasticity_events"]] == (fired if every else []), preset
