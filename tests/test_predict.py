@@ -84,3 +84,18 @@ def test_bbf_predict_counts_no_step():
     assert agent.predict(obs)[0].shape == (2,) and agent._act_steps == 0
     with pytest.raises(ValueError, match=r"expected \(4, 84, 84\)"):
         agent.predict(obs[:, :3])
+
+
+def test_stable_baselines3_evaluate_policy_runs_our_agents_single_and_vectorized():
+    """SB3's own evaluation loop calls `predict` on one env and on a VecEnv of several."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from envs import make_env
+    env = make_env("gym:Pendulum-v1", seed=0)
+    agent = SAC(env.observation_space.shape[0], env.action_space.shape[0], hidden_dims=(16, 16))
+    mean, std = evaluate_policy(agent, env, n_eval_episodes=2, deterministic=True)
+    assert -16.3 * 200 <= mean <= 0 and std >= 0  # a Pendulum step rewards -16.27 ... 0
+    vec = make_vec_env(lambda: make_env("gym:Pendulum-v1"), n_envs=3, seed=0)
+    returns, lengths = evaluate_policy(agent, vec, n_eval_episodes=3, return_episode_rewards=True)
+    assert len(returns) == 3 and lengths == [200, 200, 200]
