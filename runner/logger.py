@@ -4,6 +4,7 @@ HParams (runner/hparams.py); with `logger.wandb=true` the same to Weights & Bias
 from __future__ import annotations
 
 import json
+import sys
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -19,7 +20,7 @@ class RunLogger:
     (the run's) is what the HParams and W&B record; without it neither is written."""
 
     def __init__(self, run_dir, total_steps: int, start_step: int = 0, progress: bool = True,
-                 config: dict | None = None):
+                 config: dict | None = None, label: str | None = None):
         self.run_dir, self.config = run_dir, config
         options = (config or {}).get("logger") or {}
         self.wandb = None
@@ -28,8 +29,11 @@ class RunLogger:
             from runner.wandb_logger import WandbRun
             self.wandb = WandbRun(run_dir, config, options)
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
-        self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress,
-                        unit="step", dynamic_ncols=True, mininterval=1.0)
+        # tqdm's own time left assumes every step costs the same; the trainer's estimate
+        # (runner/progress.py, the `left` field) counts random steps, updates and evaluations
+        self.bar = tqdm(total=total_steps, initial=start_step, disable=not progress, desc=label,
+                        unit="step", dynamic_ncols=True, mininterval=1.0,
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]")
         self.postfix: dict[str, str] = {}
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
@@ -52,6 +56,20 @@ class RunLogger:
             self.postfix.update({k: f"{v:.4g}" if isinstance(v, float) else str(v)
                                  for k, v in postfix.items()})
             self.bar.set_postfix(self.postfix, refresh=False)
+
+    def status(self, text: str | None) -> None:
+        """Show what the run is doing while the step count stands still (e.g. evaluating 3/10
+        episodes), redrawn now; None clears it."""
+        if text is None:
+            self.postfix.pop("state", None)
+        else:
+            self.postfix["state"] = text
+        self.bar.set_postfix(self.postfix, refresh=False)
+        self.bar.refresh()
+
+    def write(self, line: str) -> None:
+        """A message line that does not break the bar (stderr, like the bar)."""
+        self.bar.write(line, file=sys.stderr)
 
     def refresh(self) -> None:
         """Redraw the bar now (for long work that does not advance the step count)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hydra.types import RunMode
+
 from plasticity.groups import GroupError
 from replay import DatasetError, DatasetMismatchError
 from runner.checkpoint import CHECKPOINT_NAME, CheckpointError
@@ -44,6 +46,8 @@ def prepare_run(config: dict, overrides: list[str], run_dir, hydra_cfg=None) -> 
     trainer = Trainer(config, run_dir)
     if config.get("resume"):
         trainer.restore()
+    if hydra_cfg is not None and hydra_cfg.mode == RunMode.MULTIRUN:
+        trainer.label = Path(run_dir).name  # the job's bar says which job it is
     return trainer
 
 

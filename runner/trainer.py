@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from agents import make_agent
@@ -18,6 +19,7 @@ from agents.serialization import remove_orphan_temps
 from envs.snapshot import env_snapshot, restore_env_snapshot
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from runner.nonfinite import NonFiniteError, NonFiniteGuard
+from runner.progress import RunClock, duration, estimate_message
 from runner.signals import Interrupted, StopRequests
 from runner.evaluate import evaluate, summarize
 from runner.logger import RunLogger
@@ -70,6 +72,9 @@ class Trainer:
         self.guard = NonFiniteGuard(self.agent, self.device)
         self.stop = StopRequests()  # entered by train(): signals stop the loop after a step
         self._loop = None  # (obs, episode return, in episode) restored from a mid-episode checkpoint
+        self.clock: RunClock | None = None  # times the run's phases for the estimate (train())
+        self._estimated = False
+        self.label: str | None = None  # the progress bar's label (a multirun job's name)
 
     # ------------------------------------------------------------ checkpoints
     def state(self, loop=None) -> dict:
@@ -120,9 +125,12 @@ class Trainer:
         return self.env.reset(seed=seed)[0]
 
     def _evaluate(self, logger: RunLogger) -> None:
-        t = self.cfg["train"]
-        returns = evaluate(self.agent, self.eval_env, t["eval_episodes"], self.cfg["seed"],
-                           len(self.eval_history))
+        t, tick = self.cfg["train"], time.perf_counter()
+        episodes = t["eval_episodes"]
+        returns = evaluate(self.agent, self.eval_env, episodes, self.cfg["seed"],
+                           len(self.eval_history),
+                           on_episode=lambda k: logger.status(f"evaluating {k}/{episodes} episodes"))
+        logger.status(None)
         result = {"env_steps": self.counters["env_steps"], **summarize(returns)}
         scalars = {"return": result["return_mean"], "return_std": result["return_std"]}
         if self.normalize_score is not None:  # Atari: (score - random) / (human - random)
@@ -136,6 +144,8 @@ class Trainer:
                                      logger.writer, self.counters["env_steps"])
             logger.video("eval/video", path, self.counters["env_steps"])
         logger.progress(0, eval=result["return_mean"])
+        if self.clock is not None:
+            self.clock.add("eval", time.perf_counter() - tick)
 
     def train(self, stop_at: int | None = None) -> dict:
         """Run until train.total_steps env steps. With `stop_at`, stop (and checkpoint) at the
@@ -149,7 +159,7 @@ class Trainer:
             print(f"removed {tmp}, left by a write that was interrupted", file=sys.stderr)
         atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(self.cfg)), self.run_dir / "config.yaml")
         logger = RunLogger(self.run_dir, t["total_steps"], self.counters["env_steps"], t["progress"],
-                           config=self.cfg)
+                           config=self.cfg, label=self.label)
         failed = True  # an error or a signal: W&B marks the run failed (a resume continues it)
         try:
             with self.stop:
@@ -175,7 +185,9 @@ class Trainer:
             if self.stop.requested:
                 self._interrupt(clock)
             self._log_events(logger, self.scheduler.at_switch(c["updates"], 0))
+        self.clock = RunClock(t["total_steps"], t["learning_starts"], c["env_steps"], t["eval_every"])
         while c["env_steps"] < t["total_steps"]:
+            tick, evaluating = time.perf_counter(), self.clock.seconds["eval"]
             if c["env_steps"] < t["learning_starts"]:
                 action = self.env.action_space.sample()
             else:
@@ -192,13 +204,14 @@ class Trainer:
                 for _ in range(a["replay_ratio"]):
                     metrics = self._update(logger)
             step = c["env_steps"]
+            logger.progress(1)
             if t["eval_every"] and step % t["eval_every"] == 0:  # before this step's env-step
                 self._evaluate(logger)  # interventions, as rl_with_resets evaluates, then resets
             self._log_events(logger, self.scheduler.after_env_step(step, c["updates"]))
             if step % t["log_every"] == 0:
                 self._check_finite()
                 window = self._log_window(logger, metrics, window)
-            logger.progress(1)
+            self._time_step(logger, tick, evaluating, step >= t["learning_starts"])
             if terminated or truncated:
                 c["episodes"], in_episode = c["episodes"] + 1, False
                 # an Atari life loss ends the agent's episode while the game goes on: the
@@ -227,6 +240,20 @@ class Trainer:
         summary = self._summary()
         logger.summary(summary)
         return summary
+
+    def _time_step(self, logger: RunLogger, tick: float, evaluating: float, learning: bool) -> None:
+        """Time the env step that began at `tick` (less any evaluation in it) for the estimate
+        of the time left (runner/progress.py): on the bar every 100 steps, printed once after
+        the first 100 learning steps."""
+        clock = self.clock
+        spent = time.perf_counter() - tick - (clock.seconds["eval"] - evaluating)
+        clock.add("learning" if learning else "random", spent)
+        step = self.counters["env_steps"]
+        if step % 100 == 0:
+            logger.progress(0, left=duration(clock.left(step)))
+        if clock.counts["learning"] == 100 and not self._estimated:
+            self._estimated = True
+            logger.write(estimate_message(clock, step, self.device.type, torch.cuda.is_available()))
 
     def _interrupt(self, clock: float, loop=None) -> None:
         """A stop signal arrived: checkpoint where the loop is, then raise `Interrupted`."""

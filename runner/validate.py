@@ -269,6 +269,13 @@ def _validate_train(e: Errors, cfg: dict) -> None:
     if "on_nonfinite" in train:
         from runner.nonfinite import ON_NONFINITE
         check(e, cfg, "train.on_nonfinite", lambda v: v in ON_NONFINITE, f"one of {list(ON_NONFINITE)}")
+    total, starts = train.get("total_steps"), train.get("learning_starts")
+    pretrain = (cfg.get("offline") or {}).get("pretrain_updates")
+    if is_int(total) and is_int(starts) and starts >= total and not (is_int(pretrain) and pretrain > 0):
+        e.add("train.learning_starts",
+              f"train.learning_starts = {starts}: not below train.total_steps = {total}, so the run "
+              f"would make no gradient update (an env config sets its own: dmc/* 10000); lower it "
+              f"(e.g. train.learning_starts={max(1, total // 10)}) or raise train.total_steps")
 
 
 def _validate_diagnostics(e: Errors, cfg: dict) -> None:

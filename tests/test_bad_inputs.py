@@ -62,6 +62,9 @@ CASES = [
     (["train.total_steps=0"], "train.total_steps = 0"),
     (["train.total_steps=1e3"], "train.total_steps = 1000.0"),
     (["train.learning_starts=0"], "train.learning_starts = 0"),
+    (["env=dmc/cheetah_run", "train.total_steps=3000"],  # the env config's learning_starts: 10000
+     "train.learning_starts = 10000: not below train.total_steps = 3000, so the run would make no "
+     "gradient update"),
     (["train.eval_episodes=0"], "train.eval_episodes = 0"),
     (["train.checkpoint_every=-5"], "train.checkpoint_every = -5"),
     (["train.keep_checkpoints=0"], "train.keep_checkpoints = 0: must be an integer >= 1"),
