@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from agents.serialization import WriteError
 import runner.resolvers  # noqa: F401  (registers the configs' resolvers)
 from runner.nonfinite import NonFiniteError
+from runner.cli_groups import check_group_choices
 from runner.signals import Interrupted, hand_over
 from runner.start import REFUSED, RunFinished, prepare_run
 
@@ -38,8 +39,17 @@ def _fail(message: str, made: Path | None, status: int = BAD_INPUT) -> None:
     sys.exit(status)
 
 
+def main() -> None:
+    """`python train.py` and `plasticrl-train`: group choices checked first, then Hydra."""
+    problem = check_group_choices(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(BAD_INPUT)
+    run()
+
+
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     resume = cfg.get("resume")

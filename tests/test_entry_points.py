@@ -26,3 +26,24 @@ def test_plasticrl_train_runs_from_another_directory(tmp_path):
     listing = subprocess.run(["plasticrl-train", "--help"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120).stdout
     assert "agent: bbf, drq" in listing and "plasticity:" in listing
+
+
+def test_a_mistyped_config_group_choice_gets_its_options():
+    from runner.cli_groups import check_group_choices, group_options
+    assert "dmc/cheetah_run" in group_options("env") and "sac" in group_options("agent")
+    message = check_group_choices(["seed=1", "env=dmc/cheetah"])
+    assert message.startswith("env=dmc/cheetah: no such env config (configs/env/dmc/cheetah.yaml). "
+                              "Did you mean dmc/cheetah_run")
+    assert "Options under dmc/: dmc/acrobot_swingup, " in message and "atari/" not in message
+    assert "Did you mean gym/pendulum?" in check_group_choices(["-m", "env=dmc/cheetah_run,gym/pendulm"])
+    assert check_group_choices(["agent=sac", "env=atari/pong", "plasticity=none,head_reset"]) is None
+    assert check_group_choices(["env=glob(dmc/*)", "~plasticity"]) is None  # Hydra's to check
+
+
+def test_train_py_refuses_a_mistyped_group_with_status_2(tmp_path):
+    import sys
+    from pathlib import Path
+    run = subprocess.run([sys.executable, "train.py", "plasticity=head_rest", f"hydra.run.dir={tmp_path / 'r'}"],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.startswith("error: plasticity=head_rest: no such")
+    assert "Did you mean head_reset?" in run.stderr and not (tmp_path / "r").exists()
