@@ -4,7 +4,8 @@ A run is any directory holding `config.yaml` (written by train.py when it starts
 when it also holds a readable `summary.json` with a final evaluation. Runs are grouped by the
 config keys whose values vary within an env (the env id is the task dimension): keys that only
 change with the env (an env preset's run lengths) and bookkeeping keys (seed, device, threads,
-...) never split configurations.
+...) never split configurations. A configuration is labelled by its values of those keys; a
+sweep of a single configuration by its config-group choices ("agent=sac, plasticity=none").
 """
 from __future__ import annotations
 
@@ -147,15 +148,36 @@ def fill_added_keys(runs: list[Run]) -> None:
                 run.config.setdefault(key, value)
 
 
+def choice_keys(runs: list[Run]) -> list[str]:
+    """The config-group choices (agent.name, plasticity.name; env.name is the task) that every
+    run holds with one value, in config order: what names a sweep of a single configuration."""
+    order = dict.fromkeys(k for run in runs for k in run.config)
+    return [k for k in order if k.count(".") == 1 and k.endswith(".name") and k not in IGNORED
+            and len({json.dumps(r.config.get(k, MISSING)) for r in runs}) == 1]
+
+
+def run_label(values: dict, fixed: dict) -> str:
+    """`values`: the run's values of the keys that separate configurations. Keys the run lacks are
+    left out, unless it lacks them all ("key=<absent>"); with no such keys (one configuration),
+    the label is `fixed`, the group choices (e.g. "agent=sac, plasticity=none")."""
+    present = {k: v for k, v in values.items() if v != MISSING}
+    shown = present or values or {k: v for k, v in fixed.items() if v != MISSING}
+    return ", ".join(_show(k, v) for k, v in shown.items()) or "one configuration"
+
+
 def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
     """Configurations in order of first appearance, each with its finished runs; and the keys.
-    Every run (skipped ones too) gets its `label`."""
-    fill_added_keys(runs)
-    keys = config_keys(runs)
+    Every run (skipped ones too) gets its `label`: the values of the keys that differ between
+    configurations (see `run_label`)."""
+    readable = [run for run in runs if run.config]  # not the runs whose config.yaml is unreadable
+    fill_added_keys(readable)
+    keys = config_keys(readable)
+    fixed = choice_keys(readable) if not keys else []
     groups: dict[tuple, Group] = {}
     for run in runs:
         values = {k: run.config.get(k, MISSING) for k in keys}
-        run.label = ", ".join(_show(k, v) for k, v in values.items() if v != MISSING) or "all runs"
+        run.label = run_label(values, {k: run.config.get(k, MISSING) for k in fixed}) \
+            if run.config else "configuration unknown"
         ident = tuple(json.dumps(v) for v in values.values())
         group = groups.setdefault(ident, Group(run.label, values))
         if run.skipped is None:

@@ -60,7 +60,7 @@ def _sweep(tmp_path, launcher, *extra, timeout=600):
     report = subprocess.run([sys.executable, "-m", "runner.report", str(sweep), "--reps", "50"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
-    assert "| all runs | gym:Pendulum-v1 | 2 |" in report.stdout
+    assert "| agent=sac, plasticity=none | gym:Pendulum-v1 | 2 |" in report.stdout
     return sweep
 
 

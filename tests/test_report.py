@@ -124,14 +124,24 @@ def test_table_values_exact_and_ci_brackets(sweep, tmp_path):
     for row in report["rows"]:
         for metric in ("iqm", "median", "mean"):
             point, low, high = row[metric]
-            assert low <= point + 1e-9 and point <= high + 1e-9
+            if row["config"].endswith("every=200"):  # 2 runs per env: no CI
+                assert low is None and high is None
+            else:
+                assert low <= point + 1e-9 and point <= high + 1e-9
     assert rows[("plasticity=none", "all")]["iqm"][1] < 26.0 < rows[("plasticity=none", "all")]["iqm"][2]
+    assert report["warning"].startswith("Warning: fewer than 5 runs per env (fewest per configuration: "
+                                        "plasticity=none: 4; plasticity=head_reset, plasticity.every=100: 4; "
+                                        "plasticity=head_reset, plasticity.every=200: 2).")
+    row = "| plasticity=head_reset, plasticity.every=200 | gym:Pendulum-v1 | 2 | 3.0 [n/a] |"
+    assert row + " 3.0 [n/a] | 3.0 [n/a] |" in report["text"]  # [2, 4]: IQM = median = mean
 
     with open(sweep / "report.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 12 and table[0]["plasticity.name"] == "none" and table[0]["plasticity.every"] == ""
     assert float(table[0]["iqm"]) == 26.0 and float(table[0]["median"]) == 9.0
     assert float(table[0]["iqm_ci_low"]) <= 26.0 <= float(table[0]["iqm_ci_high"])
+    assert table[0]["last_evals"] == "1"
+    assert table[-1]["iqm"] == "102.5" and table[-1]["iqm_ci_low"] == table[-1]["iqm_ci_high"] == ""
 
 
 # Human-normalised final scores of config "none" per game (seeds 0..3); head_reset every=50000
@@ -187,7 +197,8 @@ def test_human_normalized_scores_iqm_median_mean_optimality_gap(tmp_path):
 
     text = (sweep / "report.md").read_text()
     assert text.startswith("# Sweep report: human-normalised score")
-    assert "Final human-normalised score per configuration" in report["text"]
+    assert report["text"].startswith("Score per run: final human-normalised score (the last "
+                                     "evaluation). 2 configuration(s), 24 runs under ")
     assert "| optimality gap [95% CI] |" in text
     assert "| plasticity=none | all | 12 | 0.300 [" in text
     with open(sweep / "report.csv") as f:
@@ -214,7 +225,8 @@ def test_raw_returns_without_or_with_some_normalized_scores(tmp_path):
     (row,) = report["rows"]
     assert row["score"] == "final_eval_return" and report["notes"] == []
     assert row["mean"][0] == -150.0 and row["optimality_gap"] is None
-    assert "optimality gap" not in report["text"] and "Final eval return per" in report["text"]
+    assert "optimality gap" not in report["text"]
+    assert "Score per run: final eval return (the last evaluation)." in report["text"]
     curves = [json.loads((sweep / str(j) / "summary.json").read_text()) for j in range(2)]
     assert curve_key(curves, normalized=True) == "return_mean"
 
@@ -225,7 +237,7 @@ def test_raw_returns_without_or_with_some_normalized_scores(tmp_path):
     assert {r["score"] for r in report["rows"]} == {"final_eval_return"}
     assert rows["atari:Pong"]["mean"][0] == 10.5 and rows["all"]["optimality_gap"] is None
     assert report["notes"] == ["2 of 4 runs have a human-normalised score (Atari) and the others "
-                               "none: the table aggregates raw final eval returns"]
+                               "none: the table aggregates raw eval returns"]
     text = (sweep / "report.md").read_text()
     assert text.startswith("# Sweep report\n") and "Note: 2 of 4 runs" in text
     assert "| config | env | runs | IQM [95% CI] | median [95% CI] | mean [95% CI] |\n" in text
