@@ -1,7 +1,13 @@
 """Torch CPU threads of a run (the config's `threads`).
 
-Parallel runs that each use every core oversubscribe the CPU and all slow down. `threads: null`
-therefore means torch's default in a single run, and in a Hydra multirun whose launcher runs
+Parallel runs that each use every core oversubscribe the CPU and all slow down; worse, torch's
+OpenMP threads spin while they wait for a core, so a run with torch's default threads collapses
+as soon as anything else runs beside it. bench/threads.py on the 2-core VM (SAC, 2x256, batch
+256): 1 thread 128 updates/s idle and 128 beside one busy process; torch's default (2 threads) 187
+idle but 30 beside one busy process (OMP_WAIT_POLICY=passive avoids the collapse, 126, but costs
+the idle case as much, 96). `threads: null` therefore means 1 thread in a single run (a third
+slower than 2 threads on an idle 2-core machine, never 6x slower on a shared one; set `threads`
+when the machine is yours alone), and in a Hydra multirun whose launcher runs
 `n_jobs` jobs at once (the joblib launcher) an even share of the cores, cores // n_jobs, at
 least 1; under a cluster launcher, the CPUs each job asked for (submitit's `cpus_per_task`, Ray's
 `ray.remote.num_cpus`), or torch's default where the job did not say. An integer is always used
@@ -19,10 +25,16 @@ def concurrent_jobs(n_jobs: int, cpus: int) -> int:
     return max(1, n_jobs if n_jobs > 0 else cpus + 1 + n_jobs)
 
 
+SINGLE_RUN = 1  # threads of a single run when `threads` is null (see above)
+
+
 def run_threads(threads: int | None, hydra_cfg=None) -> int | None:
-    """The thread count for this run; None leaves torch's default."""
-    if threads is not None or hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
+    """The thread count for this run; None leaves torch's default (a cluster job that did not
+    say how many CPUs it has)."""
+    if threads is not None:
         return threads
+    if hydra_cfg is None or hydra_cfg.mode != RunMode.MULTIRUN:
+        return SINGLE_RUN
     launcher = hydra_cfg.launcher
     n_jobs = launcher.get("n_jobs")
     if not isinstance(n_jobs, int) or n_jobs == 0:  # a cluster launcher: the job's own CPUs

@@ -7,10 +7,15 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import torch
+
 import runner.resolvers  # noqa: F401  (the configs' resolvers, as train.py registers them)
 from envs import gl
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+# In-process runs use 1 torch thread, as a single train.py run does (runner/threads.py): torch's
+# default collapses when anything else shares the CPU (the suite took 72 min, not 4, that way).
+torch.set_num_threads(1)
 
 
 def make_config(*overrides: str) -> dict:

@@ -287,7 +287,7 @@ def test_threads_share_of_cores_in_multirun():
     single = OmegaConf.create({"mode": RunMode.RUN, "launcher": {"n_jobs": 2}})
     assert concurrent_jobs(-1, 8) == 8 and concurrent_jobs(-2, 8) == 7 and concurrent_jobs(3, 8) == 3
     assert run_threads(3, multirun) == 3  # an explicit value always wins
-    assert run_threads(None, single) is None
+    assert run_threads(None, single) == 1 and run_threads(None) == 1  # single runs: 1 (bench/threads.py)
     assert run_threads(None, multirun) == max(1, joblib.cpu_count() // 2)
     multirun.launcher = {"partition": "gpu"}  # submitit-like: no n_jobs, torch's default
     assert run_threads(None, multirun) is None
