@@ -55,7 +55,7 @@ from agents.encoders import ConvPrecision
 from agents.exploration import epsilon_greedy, linear_epsilon
 from agents.networks import make_activation, width_after
 
-# Constructor arguments, with the reference defaults (Dopamine DrQ_eps.gin, REFERENCE.md section 2).
+# Constructor arguments, with the reference defaults (google/dopamine labs/atari_100k/configs/DrQ_eps.gin).
 DRQ_ATARI_DEFAULTS = dict(
     channels=(32, 64, 64), kernel_sizes=(8, 4, 3), strides=(4, 2, 1), conv_padding="same",
     hidden_dims=(512,), activation="relu", dueling=True, double=True,
