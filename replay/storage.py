@@ -1,8 +1,8 @@
 """Preallocated circular storage of transitions on one device.
 
 Storage only stores; drawing indices is the sampler's job and turning indices into
-training targets (n-step returns) is `replay.nstep`. A later pixel storage (frames
-stored once) only has to offer the same `add`/`gather` interface.
+training targets (n-step returns) is `replay.nstep`. The pixel storage (replay/frames.py,
+each frame stored once) offers the same `add`/`gather` interface.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from runner.evaluate import evaluate
 from runner.progress import RunClock, duration, estimate_message
@@ -91,3 +92,21 @@ def test_multirun_jobs_label_their_progress_bars(tmp_path):
     config = make_config(*TINY, "threads=1")
     assert prepare_run(config, [], job, multirun).label == job.name
     assert prepare_run(make_config(*TINY, "threads=1"), [], tmp_path / "single").label is None
+
+
+def test_evaluation_leaves_the_training_rng_alone():
+    """An agent that draws while acting (an evaluation epsilon): the same returns from the same
+    round whatever the global RNG was, and the global RNG as it was before."""
+    from envs import make_env
+
+    class Noisy:
+        def act(self, obs, deterministic=False):
+            return [float(torch.rand(()) * 4 - 2)]
+    env = make_env("gym:Pendulum-v1")
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = evaluate(Noisy(), env, 2, seed=7, round_index=1)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(999)  # another training state: evaluation does not depend on it
+    assert evaluate(Noisy(), env, 2, seed=7, round_index=1) == first
+    assert evaluate(Noisy(), env, 2, seed=7, round_index=2) != first
