@@ -1,27 +1,93 @@
-"""What every agent shares: persistence of weights, optimizer states and constructor arguments,
-and SB3's `predict`.
+"""The agent contract: what the trainer, the replay buffer and the reset scheduler rely on, and
+nothing else (README "Writing an agent").
 
-An agent is an `nn.Module` with an `optimizers` dict and `hparams` (its constructor arguments,
-including `obs_dim` and `action_dim`); it adds its own training counters by extending
-`training_state` / `load_training_state`."""
+An agent is an `nn.Module` that subclasses `Agent` and provides
+
+    act(obs, deterministic=False) -> action(s)   acting (numpy in, numpy out; one obs or a batch)
+    update(batch) -> UpdateResult                one gradient update on what `replay_request` asked
+                                                 for; metrics by name, `priorities` for the buffer
+    optimizers: dict[str, Optimizer]             every optimizer (interventions reset their state)
+    hparams: dict                                its constructor arguments with obs_dim, action_dim
+                                                 (`save`/`load` rebuild from them; `_set_hparams`)
+
+and may override, where the defaults below do not fit:
+
+    observation_kind, action_kind                the spaces it takes (checked before it is built)
+    gives_priorities                             True if `update` returns priorities (prioritized
+                                                 replay may then be configured)
+    replay_request(batch_size) -> ReplayRequest  transitions or K-step sequences, n and gamma
+                                                 (may change over training), importance weights
+    on_reset(event)                              called after each scheduler firing (no-op)
+    target_networks, group_aliases               names for the plasticity groups (none)
+    hparam_rules                                 checks of hyperparameters agents/hparams.py lacks
+    initial_value(name)                          fresh values of a bare agent-level parameter
+    training_state / load_training_state         counters beyond weights and optimizer states
+
+It never contains reset logic: interventions come from the scheduler (plasticity/). A new agent is
+one file and one `register_agent` call (agents/__init__.py); tests/test_agent_contract.py plugs a
+small agent in without a line changed in runner/ or plasticity/.
+"""
 from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
 
 import numpy as np
 import torch
 from torch import nn
 
 from agents.acceleration import CapturedUpdate, compile_mode, learning_rate
+from agents.hparams import hparam_problems
 from agents.serialization import atomic_save
+from replay.request import ReplayRequest
+
+OBSERVATION_KINDS = ("vector", "pixels")  # float32 [obs_dim] | uint8 [C, H, W] frame stacks
+ACTION_KINDS = ("continuous", "discrete")  # Box actions in [-1, 1] | Discrete(n)
 
 
-class Agent(nn.Module):
-    """Base class: `predict`, `training_state`, `load_training_state`, `save`, `load` (SB3
-    names). Subclasses define `act(obs, deterministic=False)`."""
+class UpdateResult(dict):
+    """What `update` returns: the update's metrics (name -> detached tensor, read on the host only
+    when logging) and the replay feedback as named fields: `priorities` [B], new sampling
+    priorities for the batch's slots (None: the agent gives none)."""
 
+    def __init__(self, metrics=(), priorities: torch.Tensor | None = None):
+        super().__init__(metrics)
+        self.priorities = priorities
+
+
+class Agent(nn.Module, metaclass=ABCMeta):
+    """Base class of every agent: the contract above, `predict`, `save`, `load` (SB3 names)."""
+
+    observation_kind: str = "vector"
+    action_kind: str = "continuous"
+    gives_priorities: bool = False
+    target_networks: dict[str, str] = {}  # online module prefix -> its target copy's prefix
+    group_aliases: dict[str, str] = {}  # a name presets use (e.g. encoder) -> the module it means
+    hparam_rules: dict[str, tuple] = {}  # rules of its own, beside agents/hparams.py RULES
     optimizers: dict
     hparams: dict
     compile: str = "none"  # none | compile | cudagraphs (agents/acceleration.py)
     _graphed: CapturedUpdate | None = None
+
+    @abstractmethod
+    def act(self, obs, deterministic: bool = False):
+        """The action for one observation (or actions for a batch), as numpy."""
+
+    @abstractmethod
+    def update(self, batch) -> UpdateResult:
+        """One update on a batch from `replay_request`'s request."""
+
+    def replay_request(self, batch_size: int) -> ReplayRequest:
+        """What the next update needs from replay; default: `batch_size` transitions with the
+        config's n-step and gamma, no importance weights."""
+        return ReplayRequest(batch_size)
+
+    def on_reset(self, event: dict) -> None:
+        """After an intervention fired (`event`: rule, groups, steps, restart_schedules)."""
+
+    def initial_value(self, name: str) -> torch.Tensor:
+        """A fresh value of the bare agent-level parameter `name` (e.g. SAC's log_alpha)."""
+        raise TypeError(f"{type(self).__name__} has no initial value for '{name}': a bare "
+                        "parameter of the agent needs `initial_value` to be reset")
 
     def _set_hparams(self, defaults: dict, obs_dim: int, action_dim: int, device, hparams: dict) -> dict:
         """Merge `hparams` over `defaults` (unknown names raise), record them with the space
@@ -31,6 +97,10 @@ class Agent(nn.Module):
             raise ValueError(f"unknown {type(self).__name__} arguments {sorted(unknown)}; "
                              f"allowed: {sorted(defaults)}")
         h = {**defaults, **hparams}
+        problems = hparam_problems(h, type(self).hparam_rules)  # the rules config validation uses
+        if problems:
+            raise ValueError(f"invalid {type(self).__name__} arguments: "
+                             + "; ".join(message for _, message in problems))
         h["hidden_dims"] = tuple(h["hidden_dims"])
         self.hparams = dict(h, obs_dim=obs_dim, action_dim=action_dim)
         self.device = torch.device(device)

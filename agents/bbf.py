@@ -35,19 +35,18 @@ batches and the latent maps in NHWC order.
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from agents.acceleration import compile_loss, learning_rate, optimizer_options
 from agents.augment import random_intensity, random_shift
-from agents.base import Agent
+from agents.base import Agent, UpdateResult
 from agents.bbf_networks import BBFNetwork, spr_loss
 from agents.distributional import c51_loss, expected_value, project_distribution
 from agents.encoders import ConvPrecision
 from agents.exploration import epsilon_greedy, linear_epsilon
-from replay import SequenceBatch
+from replay import ReplayRequest
 
 BBF_DEFAULTS = dict(
     width_scale=4, hidden_dims=(2048,), num_atoms=51, v_min=-10.0, v_max=10.0, dueling=True,
@@ -61,16 +60,6 @@ BBF_DEFAULTS = dict(
 )
 
 
-class WeightedSequences(NamedTuple):
-    """A `SequenceBatch` and its importance weights [B] (None: uniform replay)."""
-    seq: SequenceBatch
-    weights: torch.Tensor | None
-
-    @property
-    def idx(self) -> torch.Tensor:
-        return self.seq.idx
-
-
 def exponential_anneal(t: int, start: float, end: float, duration: int) -> float:
     """start * (end / start)^min(t / duration, 1): start at t = 0, end from t = duration on."""
     return start * (end / start) ** min(max(t, 0) / duration, 1.0)
@@ -79,6 +68,7 @@ def exponential_anneal(t: int, start: float, end: float, duration: int) -> float
 class BBF(ConvPrecision, Agent):
     """BBF for discrete actions from uint8 [C, H, W] frame stacks; see the module docstring."""
 
+    observation_kind, action_kind, gives_priorities = "pixels", "discrete", True
     target_networks = {"critic": "critic_target"}
     group_aliases = {"encoder": "critic.encoder"}  # presets name `encoder` on every pixel agent
 
@@ -155,13 +145,10 @@ class BBF(ConvPrecision, Agent):
         return expected_value(logits, net.support)
 
     # ---------------------------------------------------------------- learning
-    def sample_batch(self, buffer, batch_size: int) -> "WeightedSequences":
-        """Sequences of K + 1 steps with the current annealed n and gamma (the trainer calls
-        this), with prioritized replay's importance weights 1/sqrt(P(i)) / max (as BBF's code)."""
-        seq = buffer.sample_sequences(batch_size, self.h["spr_horizon"], n_step=self.n_step,
-                                      gamma=self.gamma)
-        weights = getattr(buffer.sampler, "importance_weights", None)
-        return WeightedSequences(seq, weights(seq.idx, beta=0.5) if weights else None)
+    def replay_request(self, batch_size: int) -> ReplayRequest:
+        """Sequences of K + 1 steps with the current annealed n and gamma, with prioritized
+        replay's importance weights (P(i) + 1e-10)^-0.5 / max (as BBF's code; none if uniform)."""
+        return ReplayRequest(batch_size, self.n_step, self.gamma, self.h["spr_horizon"], beta=0.5)
 
     def augment(self, pixels: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] uint8 -> float in [0, 255] scale, shifted and intensity-jittered per image."""
@@ -195,18 +182,17 @@ class BBF(ConvPrecision, Agent):
         q = (chosen.softmax(-1) * self.critic.support).sum(-1)
         return td, spr, {"q": q.detach().mean()}
 
-    def update(self, batch) -> dict[str, torch.Tensor]:
-        """One AdamW step on mean(w (L_C51 + spr_weight L_SPR)), the target EMA, and the new
-        priorities sqrt(L_C51) under "priority" (the trainer hands them to the buffer)."""
+    def update(self, batch) -> UpdateResult:
+        """One AdamW step on mean(w (L_C51 + spr_weight L_SPR)) of a `SequenceBatch` (w: its
+        importance weights, 1 if none), the target EMA, and the new priorities sqrt(L_C51)
+        (`UpdateResult.priorities`; the trainer hands them to the buffer)."""
         metrics = self._run_update(None, batch)
         self._cycle_updates += 1
-        return metrics
+        priorities = metrics.pop("priority")
+        return UpdateResult(metrics, priorities)
 
     def _update_step(self, key, batch) -> dict[str, torch.Tensor]:
-        if isinstance(batch, WeightedSequences):
-            batch, weights = batch.seq, batch.weights
-        else:
-            weights = None
+        weights = batch.weights
         td, spr, metrics = self._losses_fn(batch)
         per_sample = td + self.h["spr_weight"] * spr
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()

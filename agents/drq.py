@@ -87,6 +87,7 @@ class DrQ(ConvPrecision, SAC):
     """DrQ for continuous actions in [-1, 1] from uint8 [C, H, W] frame stacks."""
 
     defaults = DRQ_DEFAULTS
+    observation_kind = "pixels"
     target_networks = {"critic": "critic_target", "encoder": "encoder_target"}
 
     def _build_networks(self, obs_shape, action_dim: int, h: dict) -> None:
@@ -94,9 +95,6 @@ class DrQ(ConvPrecision, SAC):
             raise ValueError(f"DrQ needs image observations [C, H, W], got {obs_shape!r}")
         self.hparams["channels"], self.hparams["strides"] = tuple(h["channels"]), tuple(h["strides"])
         self.augment_pad = int(h["augment_pad"])
-        for key in ("q_views", "target_views"):
-            if not (isinstance(h[key], int) and not isinstance(h[key], bool) and h[key] >= 1):
-                raise ValueError(f"{key} = {h[key]!r}: must be an integer >= 1 (augmented views)")
         self.q_views, self.target_views = h["q_views"], h["target_views"]
         self._set_precision(h)
         self.encoder = PixelEncoder(obs_shape, activation=h["activation"], channels=tuple(h["channels"]),

@@ -50,7 +50,7 @@ from torch.nn import functional as F
 
 from agents.acceleration import compile_loss, learning_rate, optimizer_options
 from agents.augment import random_intensity, random_shift
-from agents.base import Agent
+from agents.base import Agent, UpdateResult
 from agents.encoders import ConvPrecision
 from agents.exploration import epsilon_greedy, linear_epsilon
 from agents.networks import make_activation, width_after
@@ -163,16 +163,13 @@ class QNetwork(nn.Module):
 class DrQAtari(ConvPrecision, Agent):
     """DrQ(epsilon) with a discrete action space. See the module docstring for the loss."""
 
+    observation_kind, action_kind = "pixels", "discrete"
     target_networks = {"encoder": "encoder_target", "critic": "critic_target"}
 
     def __init__(self, obs_shape, num_actions: int, device="cpu", **hparams):
         super().__init__()
         obs_shape, num_actions, h = self._set_discrete_pixel_hparams(
             DRQ_ATARI_DEFAULTS, obs_shape, num_actions, device, hparams)
-        if not (isinstance(h["target_update_every"], int) and h["target_update_every"] >= 1):
-            raise ValueError(f"target_update_every = {h['target_update_every']!r}: must be an integer >= 1")
-        if not (isinstance(h["augment_pad"], int) and h["augment_pad"] >= 0):
-            raise ValueError(f"augment_pad = {h['augment_pad']!r}: must be an integer >= 0")
         self._set_precision(h)
         self.obs_shape, self.num_actions = obs_shape, num_actions
         self.double, self.huber_delta = bool(h["double"]), float(h["huber_delta"])
@@ -255,14 +252,14 @@ class DrQAtari(ConvPrecision, Agent):
         loss = F.huber_loss(q, target, delta=self.huber_delta)
         return loss, {"td_loss": loss.detach(), "q": q.detach().mean(), "target_q": target.mean()}
 
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         """One Adam step on the TD loss (encoder + Q network), then the target copy when due."""
         self._update_calls += 1
         copy_due = self._update_calls % self.target_update_every == 0
         # target_update_every=1: always synced, unless an intervention came since the last copy
         metrics = self._run_update((self._target_synced, copy_due), batch)
         self._target_synced = copy_due
-        return metrics
+        return UpdateResult(metrics)
 
     def _update_step(self, key: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
         synced, copy_due = key

@@ -45,7 +45,7 @@ import math
 import numpy as np
 import torch
 
-from agents.base import Agent
+from agents.base import Agent, UpdateResult
 from agents.init import agent_init
 from agents.networks import EnsembleCritic, GaussianActor, StateValue
 
@@ -82,18 +82,17 @@ class IQL(Agent):
     """IQL for continuous actions in [-1, 1]. See the module docstring for the losses."""
 
     target_networks = {"critic": "critic_target"}  # online prefix -> its target, for plasticity groups
+    hparam_rules = {  # beside agents/hparams.py RULES (expectile, temperature, ...)
+        "actor_lr_schedule": (lambda v: v in ACTOR_LR_SCHEDULES,
+                              f"one of {list(ACTOR_LR_SCHEDULES)} (cosine: decay over agent.actor_lr_decay_steps)"),
+        "actor_lr_decay_steps": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+                                 "null or an integer >= 0 (actor updates of the cosine decay; null or 0: constant lr)"),
+    }
 
     def __init__(self, obs_dim: int, action_dim: int, device="cpu", **hparams):
         super().__init__()
         h = self._set_hparams(IQL_DEFAULTS, obs_dim, action_dim, device, hparams)
-        if not 0.0 < h["expectile"] < 1.0:
-            raise ValueError(f"expectile={h['expectile']}: must be in (0, 1)")
         schedule, decay_steps = h["actor_lr_schedule"], h["actor_lr_decay_steps"]
-        if schedule not in ACTOR_LR_SCHEDULES:
-            raise ValueError(f"actor_lr_schedule={schedule!r}: must be one of {list(ACTOR_LR_SCHEDULES)}")
-        if decay_steps is not None and not (isinstance(decay_steps, int) and decay_steps >= 0
-                                            and not isinstance(decay_steps, bool)):
-            raise ValueError(f"actor_lr_decay_steps={decay_steps!r}: must be null or an integer >= 0")
         self.expectile, self.temperature = float(h["expectile"]), float(h["temperature"])
         self.max_weight, self.tau, self.dropout = float(h["max_weight"]), h["tau"], h["dropout"]
 
@@ -133,7 +132,7 @@ class IQL(Agent):
         return action[0] if single else action
 
     # ---------------------------------------------------------------- learning
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         """One gradient step on V, pi and Q (in the paper's order), then the target EMA."""
         with torch.no_grad():
             q_target = self.critic_target(batch.obs, batch.action).min(dim=0).values  # [N, B] -> [B]
@@ -145,7 +144,7 @@ class IQL(Agent):
         loss, critic_metrics = self.critic_loss(batch)
         self._step("critic", loss)
         self.update_target()
-        return {**metrics, **actor_metrics, **critic_metrics}
+        return UpdateResult({**metrics, **actor_metrics, **critic_metrics})
 
     def value_loss(self, obs, q_target) -> tuple[torch.Tensor, dict]:
         v = self.value(obs)  # [B]

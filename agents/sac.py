@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from agents.acceleration import learning_rate, optimizer_options
-from agents.base import Agent
+from agents.base import Agent, UpdateResult
 from agents.init import agent_init
 from agents.networks import EnsembleCritic, TanhGaussianActor
 
@@ -44,9 +44,6 @@ SAC_DEFAULTS = dict(
 def target_entropy(value, per_action, action_dim: int) -> float:
     """H_target: `value` when given, else `per_action` * |A| (jaxrl SAC/RLPD -1/2, DrQ and SB3's
     "auto" -1)."""
-    for name, v in (("target_entropy", value), ("target_entropy_per_action", per_action)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
-            raise ValueError(f"{name} = {v!r}: must be a finite number" + (" or null" if name == "target_entropy" else ""))
     return float(value) if value is not None else float(per_action) * float(action_dim)
 
 
@@ -125,14 +122,15 @@ class SAC(Agent):
         return action[0] if single else action
 
     # ---------------------------------------------------------------- learning
-    def update(self, batch) -> dict[str, torch.Tensor]:
+    def update(self, batch) -> UpdateResult:
         """One gradient step on critic, actor and temperature, then the target EMA
         (one compiled graph with `compile`, unless an optimizer has step hooks)."""
         self._update_calls += 1
         # RLPD: the actor and alpha once per `actor_update_every` critic updates; Kostrikov's DrQ:
         # actor and target every 2nd update
-        return self._run_update((self._update_calls % self.actor_update_every == 0,
-                                 self._update_calls % self.target_update_every == 0), batch)
+        return UpdateResult(self._run_update((self._update_calls % self.actor_update_every == 0,
+                                              self._update_calls % self.target_update_every == 0),
+                                             batch))
 
     def _update_step(self, due: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
         actor_due, target_due = due

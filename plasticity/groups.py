@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from agents.base import Agent
+
 
 class GroupError(ValueError):
     """A pattern matched nothing, or a group cannot be resolved on this agent."""
@@ -45,8 +47,16 @@ class ParameterGroup:
                 and not any(_matches(name, p) for p in self.excluded))
 
 
+def _contract(module: nn.Module) -> tuple[dict, dict, dict]:
+    """(target_networks, group_aliases, optimizers) of an `agents.base.Agent`; a plain module
+    (diagnostics of any network) has none of them."""
+    if isinstance(module, Agent):
+        return dict(module.target_networks), dict(module.group_aliases), dict(module.optimizers)
+    return {}, {}, {}
+
+
 def _target_prefixes(agent) -> dict[str, str]:
-    return dict(getattr(agent, "target_networks", {}))
+    return _contract(agent)[0]
 
 
 def _is_target(name: str, targets: dict[str, str]) -> bool:
@@ -73,7 +83,7 @@ def resolve_group(agent: nn.Module, patterns, name: str | None = None) -> Parame
     must match a parameter."""
     patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
     label = name or "+".join(p.rstrip("?") for p in patterns)
-    aliases = dict(getattr(agent, "group_aliases", {}))
+    aliases = _contract(agent)[1]
     excluded = tuple(expand_alias(p[1:].rstrip("?"), aliases) for p in patterns if p.startswith("!"))
     patterns = tuple(p for p in patterns if not p.startswith("!"))
     targets = _target_prefixes(agent)
@@ -104,7 +114,7 @@ def resolve_group(agent: nn.Module, patterns, name: str | None = None) -> Parame
         if t is not None and t in all_params:
             target_params[n] = all_params[t]
     ids = {id(p) for p in matched.values()}
-    optimizers = [opt for opt in getattr(agent, "optimizers", {}).values()
+    optimizers = [opt for opt in _contract(agent)[2].values()
                   if any(id(p) in ids for g in opt.param_groups for p in g["params"])]
     return ParameterGroup(label, patterns, matched, buffers, target_params, optimizers, excluded)
 

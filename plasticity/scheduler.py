@@ -67,9 +67,9 @@ class Rule:
 
 
 class ResetScheduler:
-    """Applies rules to `agent`; records every event. An agent may define `on_reset(event)`, called
-    with the event of each firing (BBF restarts its annealing there when the event's
-    `restart_schedules` is true); it never contains reset logic of its own.
+    """Applies rules to `agent` (an `agents.base.Agent`); records every event. The agent's
+    `on_reset(event)` is called with the event of each firing (BBF restarts its annealing there
+    when the event's `restart_schedules` is true); it never contains reset logic of its own.
     `regularizers` (e.g. Regen) act on every update through optimizer hooks; they are bound
     to their groups here so that their state travels with the scheduler's in checkpoints.
     `budgets`: the run's total env steps and updates ({"env_steps": T, "updates": U}) for the
@@ -107,8 +107,7 @@ class ResetScheduler:
                 event = {"rule": rule.name, "intervention": type(rule.intervention).__name__,
                          "group": list(rule.patterns), "updates": updates, "env_steps": env_steps,
                          "restart_schedules": rule.restart_schedules}
-                if hasattr(self.agent, "on_reset"):
-                    self.agent.on_reset(event)
+                self.agent.on_reset(event)
                 self.events.append(event)
                 fired.append(event)
         return fired

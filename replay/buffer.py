@@ -7,6 +7,7 @@ import torch
 
 from replay.frames import FrameStorage
 from replay.nstep import nstep_targets
+from replay.request import ReplayRequest
 from replay.sampler import UniformSampler
 from replay.sequence import SequenceBatch, sequence_at
 from replay.storage import TensorStorage, transition_specs
@@ -20,6 +21,7 @@ class Batch(NamedTuple):
     discount: torch.Tensor  # [B] gamma^m, 0 where the episode terminated
     next_obs: torch.Tensor  # [B, *obs_shape] the state m steps later
     idx: torch.Tensor  # [B] storage slots (for priorities, diagnostics)
+    weights: torch.Tensor | None = None  # [B] importance weights (prioritized replay, if asked)
 
 
 class ReplayBuffer:
@@ -69,8 +71,17 @@ class ReplayBuffer:
                                terminated=terminated, truncated=truncated)
 
     def sample(self, batch_size: int, n_step: int | None = None, gamma: float | None = None) -> Batch:
-        idx = self.sampler.sample(self.storage, batch_size)
-        return self.batch_at(idx, n_step, gamma)
+        return self.batch_at(self.sampler.sample(self.storage, batch_size).idx, n_step, gamma)
+
+    def sample_request(self, request: ReplayRequest) -> Batch | SequenceBatch:
+        """What an agent asked for (replay/request.py): transitions or sequences, its n and
+        gamma, and importance weights when it gives `beta` and the sampler is prioritized."""
+        draw = self.sampler.sample(self.storage, request.batch_size, request.beta)
+        if request.horizon:
+            batch = self.sequences_at(draw.idx, request.horizon, request.n_step, request.gamma)
+        else:
+            batch = self.batch_at(draw.idx, request.n_step, request.gamma)
+        return batch._replace(weights=draw.weights)
 
     def batch_at(self, idx: torch.Tensor, n_step: int | None = None, gamma: float | None = None) -> Batch:
         n = self.n_step if n_step is None else n_step
@@ -83,21 +94,19 @@ class ReplayBuffer:
                          gamma: float | None = None) -> SequenceBatch:
         """Start slots from the sampler, each with its n-step target and the `horizon` steps
         after it (actions, future observations, validity mask): see `replay.sequence`."""
-        idx = self.sampler.sample(self.storage, batch_size)
+        idx = self.sampler.sample(self.storage, batch_size).idx
         return self.sequences_at(idx, horizon, n_step, gamma)
 
     def sequences_at(self, idx: torch.Tensor, horizon: int, n_step: int | None = None,
                      gamma: float | None = None) -> SequenceBatch:
         """`batch_at(idx, n_step, gamma)` plus `horizon` future steps of every slot in `idx`."""
-        return SequenceBatch(*self.batch_at(idx, n_step, gamma),
+        return SequenceBatch(*self.batch_at(idx, n_step, gamma)[:6],
                              *sequence_at(self.storage, idx, horizon))
 
     def update_priorities(self, idx: torch.Tensor, priorities: torch.Tensor) -> None:
         """Give slots `idx` new sampling priorities (e.g. sqrt of their loss, as BBF does);
         a no-op for samplers without priorities (uniform)."""
-        update = getattr(self.sampler, "update_priorities", None)
-        if update is not None:
-            update(idx, priorities)
+        self.sampler.update_priorities(idx, priorities)
 
     def with_offline(self, offline, offline_fraction: float, seed: int = 0):
         """A `MixedReplayBuffer` with this buffer as its online part and `offline` (an

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from replay.buffer import Batch, ReplayBuffer
+from replay.request import ReplayRequest
+from replay.sequence import SequenceBatch
 from replay.sampler import UniformSampler
 
 OFFLINE_STREAM = 1  # the offline sampler's seed is derived from (seed, OFFLINE_STREAM)
@@ -109,20 +111,41 @@ class MixedReplayBuffer:
         return int(math.floor(self.offline_fraction * batch_size + 0.5))
 
     def sample(self, batch_size: int, n_step: int | None = None, gamma: float | None = None) -> Batch:
-        n = self.n_step if n_step is None else n_step
-        g = self.gamma if gamma is None else gamma
-        k = self.split(batch_size)
+        return self.sample_request(ReplayRequest(batch_size, n_step, gamma))
+
+    def sample_sequences(self, batch_size: int, horizon: int, n_step: int | None = None,
+                         gamma: float | None = None) -> SequenceBatch:
+        return self.sample_request(ReplayRequest(batch_size, n_step, gamma, horizon))
+
+    def sample_request(self, request: ReplayRequest) -> Batch | SequenceBatch:
+        """Transitions or sequences (replay/request.py), each part from its own storage: a
+        sequence never runs from offline into online data. No importance weights: both parts
+        sample uniformly (prioritized replay with a dataset is refused by validation)."""
+        k = self.split(request.batch_size)
         parts = []
         if k:
-            idx = self.offline.sampler.sample(self.offline.storage, k)
-            parts.append(self.offline.batch_at(idx, n, g))
-        if batch_size - k:
-            idx = self.online.sampler.sample(self.online.storage, batch_size - k)
-            online = self.online.batch_at(idx, n, g)
-            parts.append(online._replace(idx=online.idx + self.offline.storage.capacity))
+            parts.append(self._part(self.offline, k, request, 0))
+        if request.batch_size - k:
+            parts.append(self._part(self.online, request.batch_size - k, request,
+                                    self.offline.storage.capacity))
         if len(parts) == 1:
             return parts[0]
-        return Batch(*(torch.cat(fields) for fields in zip(*parts)))  # rows [:k] offline
+        return type(parts[0])(*(None if fields[0] is None else torch.cat(fields)
+                                for fields in zip(*parts)))  # rows [:k] offline
+
+    def _part(self, buffer: ReplayBuffer, size: int, request: ReplayRequest, offset: int):
+        if buffer.sampler.prioritized:
+            raise ValueError("prioritized replay with an offline dataset is not supported "
+                             "(validation refuses agent.prioritized=true with offline.dataset)")
+        idx = buffer.sampler.sample(buffer.storage, size).idx
+        n = self.n_step if request.n_step is None else request.n_step
+        g = self.gamma if request.gamma is None else request.gamma
+        batch = (buffer.sequences_at(idx, request.horizon, n, g) if request.horizon
+                 else buffer.batch_at(idx, n, g))
+        return batch._replace(idx=batch.idx + offset)
+
+    def update_priorities(self, idx: torch.Tensor, priorities: torch.Tensor) -> None:
+        """Both parts sample uniformly: nothing to do (as `ReplayBuffer` with a uniform sampler)."""
 
     def state_dict(self) -> dict:
         return {"online": self.online.state_dict(),

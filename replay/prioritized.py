@@ -6,8 +6,8 @@ the leaf of slot i. BBF passes priority = sqrt(loss + 1e-10) with no further exp
 (starting at 1.0, as Dopamine/BBF do); slots that hold no sampleable transition (not yet
 written, or `FrameStorage.valid` False) have leaf 0 and are never drawn.
 
-Importance-sampling weights are optional (`importance_weights`, not applied by anything
-here). Note that BBF's public agent does weight its loss by (P(i) + 1e-10) ** -0.5,
+Importance-sampling weights come with a draw when asked for (`sample(storage, B, beta)`; they
+are not applied here). Note that BBF's public agent does weight its loss by (P(i) + 1e-10) ** -0.5,
 normalised by the batch maximum; that is `importance_weights(idx, beta=0.5)`.
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from replay.sampler import Draw
 
 
 class SumTree:
@@ -125,7 +127,11 @@ class PrioritizedSampler:
         self._valid = None  # the synced storage's `valid` mask, if it has one
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, storage, batch_size: int) -> torch.Tensor:
+    prioritized = True
+
+    def sample(self, storage, batch_size: int, beta: float | None = None) -> Draw:
+        """`batch_size` slots drawn in proportion to their priorities, with importance weights
+        (`importance_weights(idx, beta)`) when `beta` is given."""
         if len(storage) == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
         self.sync(storage)
@@ -133,7 +139,8 @@ class PrioritizedSampler:
         u = torch.rand(shape, generator=self.generator, device=self.device, dtype=torch.float64)
         if self.stratified:
             u = (torch.arange(batch_size, device=self.device, dtype=torch.float64) + u) / batch_size
-        return self.tree.find(u * self.tree.total)  # [B] int64
+        idx = self.tree.find(u * self.tree.total)  # [B] int64
+        return Draw(idx, None if beta is None else self.importance_weights(idx, beta))
 
     def probabilities(self, idx: torch.Tensor) -> torch.Tensor:
         """P(i) = leaf_i / total for slots `idx`."""
@@ -218,7 +225,7 @@ class PrioritizedSampler:
                 "leaves": None if self.tree is None else self.tree.leaves.cpu().clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # a CPU ByteTensor, on any device
         self.alpha, self.stratified = float(state["alpha"]), bool(state["stratified"])
         self.clock = state["clock"] if not isinstance(state["clock"], list) else tuple(state["clock"])
         self.max_priority.fill_(state["max_priority"])

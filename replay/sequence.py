@@ -41,12 +41,13 @@ class SequenceBatch(NamedTuple):
     actions: torch.Tensor  # [B, K, *action_shape] a_i .. a_{i+K-1}
     future_obs: torch.Tensor  # [B, K, *obs_shape] s_{i+1} .. s_{i+K}
     mask: torch.Tensor  # [B, K] bool, step j is in the episode of s_i and stored
+    weights: torch.Tensor | None = None  # [B] importance weights (prioritized replay, if asked)
 
     def as_batch(self):
         """The plain `Batch` (TD fields only)."""
         from replay.buffer import Batch  # buffer imports this module
 
-        return Batch(*self[:6])
+        return Batch(*self[:6], weights=self.weights)
 
 
 def sequence_at(storage, idx: torch.Tensor, horizon: int):

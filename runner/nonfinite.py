@@ -9,6 +9,8 @@ before diagnostics, before every checkpoint write.
 """
 from __future__ import annotations
 
+import sys
+
 import torch
 
 ON_NONFINITE = ("stop", "warn")
@@ -59,6 +61,25 @@ class NonFiniteGuard:
         for value in self._sums.values():
             value.zero_()
         self._since_update = updates
+
+    def check(self, env_steps: int, updates: int, kept: str, on_nonfinite: str = "stop",
+              checkpoint: bool = False) -> bool:
+        """Read the accumulators and the parameters (a host sync). True when all is finite.
+        Otherwise `on_nonfinite` "stop" raises NonFiniteError naming where (and `kept`, what
+        became of the last checkpoint); "warn" prints it and goes on, and returns False when a
+        checkpoint (`checkpoint`) would hold non-finite parameters: it must not be written."""
+        losses, params = self.bad_losses(), self.bad_parameters()
+        if not losses and not params:
+            self.clear(updates)
+            return True
+        message = self.describe(losses, params, env_steps, updates)
+        if on_nonfinite == "stop":
+            raise NonFiniteError(f"{message}; {kept} (train.on_nonfinite=warn goes on instead)")
+        self.clear(updates)
+        skip = checkpoint and bool(params)
+        print(f"warning: {message}" + (f"; checkpoint not written, {kept}" if skip else ""),
+              file=sys.stderr)
+        return not skip
 
     def describe(self, losses: list[str], params: list[str], env_steps: int, updates: int) -> str:
         """One message naming where: env step, update count, the first losses and parameters."""

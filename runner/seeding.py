@@ -16,6 +16,7 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
+    """The global torch, numpy (and CUDA) RNG states, for a checkpoint."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -23,7 +24,10 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+    """Continue the streams of `rng_state()`. Torch takes RNG states as CPU ByteTensors only, and a
+    checkpoint loaded with map_location="cuda" holds them on the GPU: each goes back to the CPU.
+    Per-GPU states are restored for the GPUs this process sees (a resume may see fewer)."""
+    torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(state["numpy"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"][:torch.cuda.device_count()]])

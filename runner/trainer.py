@@ -18,7 +18,8 @@ from runner.build import make_buffer, make_envs, score_normalizer
 from agents.serialization import remove_orphan_temps
 from envs.snapshot import env_snapshot, restore_env_snapshot
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from runner.nonfinite import NonFiniteError, NonFiniteGuard
+from runner.nonfinite import NonFiniteGuard
+from runner.loop_state import Episode, run_budgets
 from runner.progress import RunClock, duration, estimate_message
 from runner.signals import Interrupted, StopRequests
 from runner.evaluate import evaluate, summarize
@@ -27,16 +28,6 @@ from runner.video import record_eval_video
 from runner.offline import attach_offline, load_pretrained, reward_transform
 from runner.seeding import derived_seed, rng_state, seed_everything, set_rng_state
 from runner.validate import ConfigError, resolve_device, validate_config
-
-
-def run_budgets(cfg: dict) -> dict:
-    """The run's total env steps and gradient updates (the scheduler's `no_reset_within`): one
-    update per env step and replay ratio from learning_starts on, plus heavy priming and
-    offline pre-training."""
-    t = cfg["train"]
-    online = cfg["agent"]["replay_ratio"] * max(0, t["total_steps"] - t["learning_starts"] + 1)
-    return {"env_steps": t["total_steps"],
-            "updates": online + t["priming_updates"] + cfg["offline"]["pretrain_updates"]}
 
 
 class Trainer:
@@ -170,76 +161,121 @@ class Trainer:
             logger.close(failed)
 
     def _loop_until(self, logger: RunLogger, stop_at: int | None) -> dict:
-        t, a, c = self.cfg["train"], self.cfg["agent"], self.counters
-        clock, window = time.perf_counter(), (time.perf_counter(), c["env_steps"], c["updates"])
-        if self._loop is not None:  # a mid-episode checkpoint: the env was restored with it
-            (obs, episode_return, in_episode), self._loop = self._loop, None
-        else:
-            obs, episode_return, in_episode = self._reset(), 0.0, False
-        metrics = {}
+        """Env steps until the budget, each: act and store, learn, then the bookkeeping of the
+        step (bar, evaluation, interventions, logging) and, where an episode ends, of the episode
+        (game over, checkpoint). Each concern is one method below."""
+        t, c = self.cfg["train"], self.counters
+        self._wall = time.perf_counter()  # wall time since the last checkpoint (counters)
+        self._window = (self._wall, c["env_steps"], c["updates"])  # the log window's start
+        self._episode, self._metrics = self._start_episode(), {}
         if c["env_steps"] == 0:  # the online phase begins (a resume always starts later)
-            # offline pre-training on the dataset alone (IQL); `switch` rules fire after it
-            pretrain = self.cfg["offline"]["pretrain_updates"]
-            metrics = self._extra_updates(logger, pretrain - c["updates"], "pretrain",
-                                          interruptible=True)
-            if self.stop.requested:
-                self._interrupt(clock)
-            self._log_events(logger, self.scheduler.at_switch(c["updates"], 0))
+            self._pretrain(logger)
         self.clock = RunClock(t["total_steps"], t["learning_starts"], c["env_steps"], t["eval_every"])
         while c["env_steps"] < t["total_steps"]:
             tick, evaluating = time.perf_counter(), self.clock.seconds["eval"]
-            if c["env_steps"] < t["learning_starts"]:
-                action = self.env.action_space.sample()
-            else:
-                action = self.agent.act(obs)
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
-            self.buffer.add(obs, action, self.reward_transform(reward), next_obs, terminated, truncated)
-            obs = next_obs  # the logged return is unclipped (Atari clips `reward` for training)
-            episode_return += float(info.get("raw_reward", reward))
-            c["env_steps"], in_episode = c["env_steps"] + 1, True
-            if c["env_steps"] == t["learning_starts"] and t["priming_updates"]:
-                # heavy priming (Nikishin et al. 2022, "SAC w/ HP") on the first data
-                metrics = self._extra_updates(logger, t["priming_updates"], "priming")
-            if c["env_steps"] >= t["learning_starts"]:
-                for _ in range(a["replay_ratio"]):
-                    metrics = self._update(logger)
-            step = c["env_steps"]
-            logger.progress(1)
-            if t["eval_every"] and step % t["eval_every"] == 0:  # before this step's env-step
-                self._evaluate(logger)  # interventions, as rl_with_resets evaluates, then resets
-            self._log_events(logger, self.scheduler.after_env_step(step, c["updates"]))
-            if step % t["log_every"] == 0:
-                self._check_finite()
-                window = self._log_window(logger, metrics, window)
-            self._time_step(logger, tick, evaluating, step >= t["learning_starts"])
-            if terminated or truncated:
-                c["episodes"], in_episode = c["episodes"] + 1, False
-                # an Atari life loss ends the agent's episode while the game goes on: the
-                # game's score is logged, and checkpoints wait for a fresh env to take over
-                game_over = info.get("game_over", True)
-                if game_over:
-                    logger.scalars("train", {"episode_return": episode_return}, step)
-                    episode_return = 0.0
-                stopping = stop_at is not None and step >= stop_at and game_over
-                if stopping or (game_over and t["checkpoint_every"] and
-                                step - c["last_checkpoint"] >= t["checkpoint_every"]):
-                    c["wall_time"] += time.perf_counter() - clock
-                    clock = time.perf_counter()
-                    self.save()
-                if stopping:
-                    return self._summary()
-                obs = self._reset()
+            ended, info = self._act_and_store()
+            self._learn(logger)
+            self._after_step(logger)
+            self._time_step(logger, tick, evaluating, c["env_steps"] >= t["learning_starts"])
+            if ended and self._episode_end(logger, info, stop_at):
+                return self._summary()  # stop_at reached at a game over, checkpointed
             if self.stop.requested:
-                self._interrupt(clock, (obs, episode_return, in_episode))
+                self._interrupt()
+        return self._finish(logger)
+
+    def _start_episode(self) -> Episode:
+        if self._loop is not None:  # a mid-episode checkpoint: the env was restored with it
+            episode, self._loop = Episode(*self._loop), None
+            return episode
+        return Episode(self._reset())
+
+    def _pretrain(self, logger: RunLogger) -> None:
+        """Offline pre-training on the dataset alone (IQL: offline.pretrain_updates), then the
+        `switch` rules (warm start vs reset) as the online phase begins."""
+        c = self.counters
+        pretrain = self.cfg["offline"]["pretrain_updates"]
+        self._metrics = self._extra_updates(logger, pretrain - c["updates"], "pretrain", interruptible=True)
+        if self.stop.requested:
+            self._interrupt(with_episode=False)
+        self._log_events(logger, self.scheduler.at_switch(c["updates"], 0))
+
+    def _act_and_store(self) -> tuple[bool, dict]:
+        """One env step, uniform random actions before learning_starts and the agent's after,
+        into replay (reward transformed for training; the logged return is the raw one, Atari
+        clips `reward`). Returns (the episode ended, the env's info)."""
+        t, c, episode = self.cfg["train"], self.counters, self._episode
+        if c["env_steps"] < t["learning_starts"]:
+            action = self.env.action_space.sample()
+        else:
+            action = self.agent.act(episode.obs)
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        self.buffer.add(episode.obs, action, self.reward_transform(reward), next_obs, terminated, truncated)
+        episode.obs, episode.running = next_obs, True
+        episode.ret += float(info.get("raw_reward", reward))
+        c["env_steps"] += 1
+        return terminated or truncated, info
+
+    def _learn(self, logger: RunLogger) -> None:
+        """Heavy priming once at learning_starts (Nikishin et al. 2022, "SAC w/ HP"), then
+        `replay_ratio` updates per env step."""
+        t, c = self.cfg["train"], self.counters
+        if c["env_steps"] == t["learning_starts"] and t["priming_updates"]:
+            self._metrics = self._extra_updates(logger, t["priming_updates"], "priming")
+        if c["env_steps"] >= t["learning_starts"]:
+            for _ in range(self.cfg["agent"]["replay_ratio"]):
+                self._metrics = self._update(logger)
+
+    def _after_step(self, logger: RunLogger) -> None:
+        """The bar; an evaluation when due, before this step's env-step interventions (as
+        rl_with_resets evaluates, then resets); the interventions; the log window."""
+        t, c = self.cfg["train"], self.counters
+        step = c["env_steps"]
+        logger.progress(1)
+        if t["eval_every"] and step % t["eval_every"] == 0:
+            self._evaluate(logger)
+        self._log_events(logger, self.scheduler.after_env_step(step, c["updates"]))
+        if step % t["log_every"] == 0:
+            self._check_finite()
+            self._window = self._log_window(logger, self._metrics, self._window)
+
+    def _episode_end(self, logger: RunLogger, info: dict, stop_at: int | None) -> bool:
+        """An episode ended. At a game over (an Atari life loss ends the agent's episode while
+        the game goes on, so checkpoints wait for a fresh env) log the game's return and
+        checkpoint when due; then a fresh episode. True when `stop_at` is reached."""
+        t, c, episode = self.cfg["train"], self.counters, self._episode
+        step = c["env_steps"]
+        c["episodes"], episode.running = c["episodes"] + 1, False
+        game_over = info.get("game_over", True)
+        if game_over:
+            logger.scalars("train", {"episode_return": episode.ret}, step)
+            episode.ret = 0.0
+        stopping = stop_at is not None and step >= stop_at and game_over
+        if stopping or (game_over and t["checkpoint_every"]
+                        and step - c["last_checkpoint"] >= t["checkpoint_every"]):
+            self._add_wall_time()
+            self.save()
+        if not stopping:
+            episode.obs = self._reset()
+        return stopping
+
+    def _finish(self, logger: RunLogger) -> dict:
+        """The final evaluation (unless this step had one), checkpoint (with the env where an
+        episode is under way), agent.pt and summary.json."""
+        c, episode = self.counters, self._episode
         if not self.eval_history or self.eval_history[-1]["env_steps"] != c["env_steps"]:
             self._evaluate(logger)
-        c["wall_time"] += time.perf_counter() - clock
-        c["mid_episode"] = in_episode
-        if self.save((obs, episode_return, in_episode) if in_episode else None):
+        self._add_wall_time()
+        c["mid_episode"] = episode.running
+        if self.save(episode.as_loop() if episode.running else None):
             self.agent.save(self.run_dir / "agent.pt")
         summary = self._summary()
         logger.summary(summary)
         return summary
+
+    def _add_wall_time(self) -> None:
+        now = time.perf_counter()
+        self.counters["wall_time"] += now - self._wall
+        self._wall = now
 
     def _time_step(self, logger: RunLogger, tick: float, evaluating: float, learning: bool) -> None:
         """Time the env step that began at `tick` (less any evaluation in it) for the estimate
@@ -255,47 +291,35 @@ class Trainer:
             self._estimated = True
             logger.write(estimate_message(clock, step, self.device.type, torch.cuda.is_available()))
 
-    def _interrupt(self, clock: float, loop=None) -> None:
-        """A stop signal arrived: checkpoint where the loop is, then raise `Interrupted`."""
+    def _interrupt(self, with_episode: bool = True) -> None:
+        """A stop signal arrived: checkpoint where the loop is (the env with it), then raise
+        `Interrupted`."""
         c = self.counters
-        c["wall_time"] += time.perf_counter() - clock
+        self._add_wall_time()
+        loop = self._episode.as_loop() if with_episode else None
         c["mid_episode"] = loop is not None and loop[2]
         written = self.save(loop)
         raise Interrupted(self.stop.signum, self.run_dir / CHECKPOINT_NAME, c["env_steps"], written)
 
     def _check_finite(self, checkpoint: bool = False) -> bool:
-        """Read the non-finite guard (a host sync). True when all is finite. Otherwise stop
-        (train.on_nonfinite=stop: raise NonFiniteError) or warn and go on; under `warn` a
-        checkpoint with non-finite parameters is not written (False), the previous one stays."""
-        c, guard = self.counters, self.guard
-        losses, params = guard.bad_losses(), guard.bad_parameters()
-        if not losses and not params:
-            guard.clear(c["updates"])
-            return True
-        message = guard.describe(losses, params, c["env_steps"], c["updates"])
+        """The non-finite guard's verdict (runner/nonfinite.py; a host sync): True when all is
+        finite; raises NonFiniteError under train.on_nonfinite=stop."""
+        c = self.counters
         kept = (f"the checkpoint of env step {c['last_checkpoint']} is intact"
                 if (self.run_dir / CHECKPOINT_NAME).is_file() else "no checkpoint was written")
-        if self.cfg["train"].get("on_nonfinite", "stop") == "stop":
-            raise NonFiniteError(f"{message}; {kept} (train.on_nonfinite=warn goes on instead)")
-        guard.clear(c["updates"])
-        skip = checkpoint and bool(params)
-        print(f"warning: {message}" + (f"; checkpoint not written, {kept}" if skip else ""),
-              file=sys.stderr)
-        return not skip
+        return self.guard.check(c["env_steps"], c["updates"], kept,
+                                self.cfg["train"].get("on_nonfinite", "stop"), checkpoint)
 
     def _update(self, logger: RunLogger) -> dict:
         """One gradient update, then the scheduler; diagnostics on every K-th update."""
         c = self.counters
         due = self.diagnostics.due(c["updates"] + 1)
-        batch_size = self.cfg["agent"]["batch_size"]
         with self.diagnostics.capture(due):
-            # an agent may draw its own batches (BBF: sequences, an annealed n-step horizon)
-            sample = getattr(self.agent, "sample_batch", None)
-            batch = sample(self.buffer, batch_size) if sample else self.buffer.sample(batch_size)
+            # what the agent asks for (BBF: sequences, an annealed n, importance weights)
+            batch = self.buffer.sample_request(self.agent.replay_request(self.cfg["agent"]["batch_size"]))
             metrics = self.agent.update(batch)
-        priority = metrics.pop("priority", None)  # [B] new priorities of the sampled slots (PER)
-        if priority is not None:
-            self.buffer.update_priorities(batch.idx, priority)
+        if metrics.priorities is not None:  # [B] new priorities of the sampled slots (PER)
+            self.buffer.update_priorities(batch.idx, metrics.priorities)
         self.guard.observe(metrics)
         c["updates"] += 1
         if due and self._check_finite():  # measures of NaN features would fail (linalg.svd)

@@ -8,11 +8,8 @@ from __future__ import annotations
 import torch
 
 from agents import AGENTS, TRAINER_KEYS
+from agents.hparams import RULES, hparam_problems
 from agents.acceleration import COMPILE_MODES
-from agents.encoders import CONV_PADDINGS
-from agents.init import AGENT_INITS
-from agents.iql import ACTOR_LR_SCHEDULES
-from agents.networks import ACTIVATIONS, LOG_STD_FORMS
 from envs import EnvIdError, check_env_id
 from runner.validate_common import (Errors, brief, check, finite, int_ge, is_bool, is_int, num_in)
 from runner.validate_files import validate_files
@@ -22,66 +19,7 @@ from runner.validate_plasticity import validate_plasticity
 
 DEVICES = ("auto", "cpu", "cuda")
 SECTIONS = ("agent", "env", "plasticity", "train", "offline", "diagnostics", "logger")
-_positive_ints = lambda v: isinstance(v, list) and all(is_int(w) and w > 0 for w in v)  # noqa: E731
 _unit = num_in(0, 1, low_open=True)  # (0, 1]
-# Keys only some agents have: checked where the named agent's defaults define them.
-AGENT_KEYS = (
-    ("tau", _unit, "a number in (0, 1]"),
-    ("feature_dim", int_ge(1), "an integer >= 1"),
-    ("augment_pad", int_ge(0), "an integer >= 0 (0: no random shift)"),
-    ("channels", _positive_ints, "a list of positive integers (conv filters per layer)"),
-    ("strides", _positive_ints, "a list of positive integers (one per conv layer)"),
-    ("kernel_sizes", _positive_ints, "a list of positive integers (one per conv layer)"),
-    ("epsilon_decay_steps", int_ge(1), "an integer >= 1"),
-    ("epsilon_train", num_in(0, 1), "a number in [0, 1]"),
-    ("epsilon_eval", num_in(0, 1), "a number in [0, 1]"),
-    ("target_update_every", int_ge(1), "an integer >= 1 (updates between target updates)"),
-    ("num_critics", int_ge(1), "an integer >= 1"),
-    ("init_temperature", lambda v: finite(v) and v > 0, "a finite number > 0"),
-    ("actor_update_every", int_ge(1), "an integer >= 1 (critic updates per actor update)"),
-    ("actor_q", lambda v: v in ("min", "mean"), "one of ['min', 'mean']"),
-    ("expectile", num_in(0, 1, True, True), "a number in (0, 1)"),
-    ("temperature", lambda v: finite(v) and v >= 0, "a number >= 0 (AWR inverse temperature)"),
-    ("max_weight", lambda v: finite(v) and v > 0, "a number > 0"),
-    ("dropout", lambda v: v is None or num_in(0, 1, high_open=True)(v), "null or a number in [0, 1)"),
-    ("precision", lambda v: v in ("fp32", "bf16"), "one of ['fp32', 'bf16'] (bf16: bfloat16 autocast)"),
-    ("channels_last", is_bool, "true or false (NHWC conv memory format)"),
-    ("init", lambda v: v in AGENT_INITS, f"one of {list(AGENT_INITS)} (agents/init.py)"),
-    ("log_std_form", lambda v: v in LOG_STD_FORMS, f"one of {list(LOG_STD_FORMS)}"),
-    ("log_std_bounds", lambda v: isinstance(v, list) and len(v) == 2 and all(map(finite, v))
-     and v[0] < v[1], "[min, max], finite numbers with min < max"),
-    ("target_entropy", lambda v: v is None or finite(v), "null or a finite number"),
-    ("target_entropy_per_action", finite, "a finite number (H_target = it * |A|; jaxrl SAC -0.5)"),
-    ("q_views", int_ge(1), "an integer >= 1 (DrQ's M: augmented views of s)"),
-    ("target_views", int_ge(1), "an integer >= 1 (DrQ's K: augmented views of s')"),
-    ("conv_padding", lambda v: v in CONV_PADDINGS, f"one of {list(CONV_PADDINGS)}"),
-    ("actor_lr_schedule", lambda v: v in ACTOR_LR_SCHEDULES,
-     f"one of {list(ACTOR_LR_SCHEDULES)} (cosine: decay over agent.actor_lr_decay_steps)"),
-    ("actor_lr_decay_steps", lambda v: v is None or (is_int(v) and v >= 0),
-     "null or an integer >= 0 (actor updates of the cosine decay; null or 0: constant lr)"),
-    ("layer_norm", is_bool, "true or false"),
-    ("actor_layer_norm", is_bool, "true or false"),
-    ("backup_entropy", is_bool, "true or false"),
-    ("dueling", is_bool, "true or false"),
-    ("double", is_bool, "true or false (double DQN targets)"),
-    ("renormalize", is_bool, "true or false"),
-    ("width_scale", int_ge(1), "an integer >= 1 (Impala CNN width multiplier)"),
-    ("num_atoms", int_ge(2), "an integer >= 2 (C51 support size)"),
-    ("v_min", finite, "a finite number"),
-    ("v_max", finite, "a finite number"),
-    ("adam_eps", lambda v: finite(v) and v > 0, "a number > 0"),
-    ("weight_decay", lambda v: finite(v) and v >= 0, "a number >= 0"),
-    ("spr_weight", lambda v: finite(v) and v >= 0, "a number >= 0"),
-    ("spr_horizon", int_ge(1), "an integer >= 1 (SPR prediction steps)"),
-    ("n_step_start", int_ge(1), "an integer >= 1"),
-    ("n_step_end", int_ge(1), "an integer >= 1"),
-    ("gamma_start", _unit, "a number in (0, 1]"),
-    ("gamma_end", _unit, "a number in (0, 1]"),
-    ("anneal_updates", int_ge(1), "an integer >= 1 (updates of the n-step / gamma annealing)"),
-    ("intensity_scale", lambda v: finite(v) and v >= 0, "a number >= 0 (0: no intensity noise)"),
-    ("huber_delta", lambda v: finite(v) and v > 0, "a number > 0"),
-    ("max_grad_norm", lambda v: v is None or (finite(v) and v > 0), "null (no clipping) or a number > 0"),
-)
 # Trainer keys some agent configs carry (TRAINER_KEYS beyond the common five)
 TRAINER_EXTRAS = (
     ("prioritized", is_bool, "true or false (prioritized replay)"),
@@ -163,6 +101,8 @@ def _validate_top_level(e: Errors, cfg: dict) -> None:
 
 
 def _validate_agent(e: Errors, cfg: dict) -> None:
+    """The trainer's keys here; the agent's hyperparameters with the rules its constructor uses
+    (agents/hparams.py, and the agent's own `hparam_rules`)."""
     agent = cfg["agent"]
     check(e, cfg, "agent.name", lambda v: v in AGENTS, f"one of {sorted(AGENTS)}")
     check(e, cfg, "agent.replay_ratio", int_ge(1), "an integer >= 1 (updates per env step)")
@@ -170,35 +110,32 @@ def _validate_agent(e: Errors, cfg: dict) -> None:
     check(e, cfg, "agent.buffer_size", int_ge(1), "an integer >= 1")
     check(e, cfg, "agent.n_step", int_ge(1), "an integer >= 1")
     check(e, cfg, "agent.gamma", _unit, "a number in (0, 1]")
-    check(e, cfg, "agent.lr", lambda v: finite(v) and v > 0, "a finite number > 0")
-    check(e, cfg, "agent.hidden_dims", lambda v: isinstance(v, list) and len(v) > 0 and _positive_ints(v),
-          "a non-empty list of positive integers")
-    check(e, cfg, "agent.activation", lambda v: v in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
     name = agent.get("name")
-    own = AGENTS[name][1] if isinstance(name, str) and name in AGENTS else {}
-    for key, ok, allowed in AGENT_KEYS:
-        if key in own:
-            check(e, cfg, f"agent.{key}", ok, allowed)
+    cls, own = AGENTS[name] if isinstance(name, str) and name in AGENTS else (None, {})
+    for key in ("lr", "hidden_dims", "activation"):  # every agent has these
+        if key not in agent:
+            e.add(f"agent.{key}", f"agent.{key}: missing (expected {RULES[key][1]})")
+    values = {k: agent[k] for k in agent if k in own or k in ("lr", "hidden_dims", "activation")}
+    for key, message in hparam_problems(values, cls.hparam_rules if cls else None):
+        e.add(f"agent.{key}", f"agent.{message}")
+    e.checked.update(f"agent.{k}" for k in values)
     for key, ok, allowed in TRAINER_EXTRAS:
         if key in agent:
             check(e, cfg, f"agent.{key}", ok, allowed)
+    if agent.get("prioritized") is True and cls is not None:
+        if not cls.gives_priorities:
+            e.add("agent.prioritized", f"agent.prioritized = true: {cls.__name__} gives no priorities "
+                                       f"for prioritized replay (agents that do: "
+                                       f"{sorted(n for n, (c, _) in AGENTS.items() if c.gives_priorities)})")
+        elif cfg.get("offline", {}).get("dataset"):
+            e.add("agent.prioritized", "agent.prioritized = true with offline.dataset: prioritized "
+                                       "replay over an offline dataset is not supported; set "
+                                       "agent.prioritized=false (uniform sampling of both parts)")
     if "compile" in own:
         _validate_compile(e, cfg)
-    m, n = agent.get("num_target_critics"), agent.get("num_critics")
-    e.checked.add("agent.num_target_critics")
-    if "num_target_critics" in own and m is not None and not (is_int(m) and is_int(n) and 1 <= m <= n):
-        e.add("agent.num_target_critics", f"agent.num_target_critics = {brief(m)}: must be null or an "
-                                          f"integer in [1, num_critics={brief(n)}]")
     bs, size = agent.get("batch_size"), agent.get("buffer_size")
     if is_int(bs) and is_int(size) and bs > size:
         e.add("agent.batch_size", f"agent.batch_size = {bs}: must not exceed agent.buffer_size = {size}")
-    lo, hi = agent.get("v_min"), agent.get("v_max")
-    if finite(lo) and finite(hi) and lo >= hi:
-        e.add("agent.v_max", f"agent.v_min = {lo!r}, agent.v_max = {hi!r}: v_min must be below v_max")
-    layers = {k: agent[k] for k in ("channels", "kernel_sizes", "strides") if k in own and _positive_ints(agent.get(k))}
-    if len({len(v) for v in layers.values()}) > 1:
-        e.add("agent.strides", "agent." + ", agent.".join(f"{k} = {brief(v)}" for k, v in layers.items())
-              + ": must have one entry per conv layer each (the same length)")
 
 
 def _validate_compile(e: Errors, cfg: dict) -> None:
@@ -213,7 +150,7 @@ def _validate_compile(e: Errors, cfg: dict) -> None:
 
 
 def _validate_env(e: Errors, cfg: dict) -> None:
-    from agents import PIXEL_AGENTS
+    from agents import agents_taking
     env = cfg["env"]
     check(e, cfg, "env.id", lambda v: isinstance(v, str), "a string like 'dmc:cheetah-run'")
     check(e, cfg, "env.name", lambda v: isinstance(v, str) and v, "a non-empty string (names the run dir)")
@@ -245,11 +182,10 @@ def _validate_env(e: Errors, cfg: dict) -> None:
         e.bad("env.image_size", size, "null (84) or an integer >= 16, with env.pixels=true")
     name = cfg["agent"].get("name")
     image_env = pixels is True or kind == "atari"
-    if kind is not None and isinstance(name, str) and name in AGENTS and (name in PIXEL_AGENTS) != image_env:
-        pixel_agents, state_agents = sorted(PIXEL_AGENTS), sorted(set(AGENTS) - PIXEL_AGENTS)
+    wanted = "pixels" if image_env else "vector"
+    if kind is not None and isinstance(name, str) and name in AGENTS and AGENTS[name][0].observation_kind != wanted:
         e.add("agent.name", f"agent.name = {name!r} does not fit env {env['id']!r} "
-                            f"({'pixels' if image_env else 'states'}): use one of "
-                            f"{pixel_agents if image_env else state_agents}"
+                            f"({'pixels' if image_env else 'states'}): use one of {agents_taking(wanted)}"
                             + ("" if image_env or kind != "dmc" else " or set env.pixels=true"))
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from agents import BBF
-from agents.bbf import WeightedSequences, exponential_anneal
+from agents.bbf import exponential_anneal
+from replay import ReplayRequest, SequenceBatch
 from plasticity.scheduler import build_scheduler
 from replay import PrioritizedSampler, ReplayBuffer
 from runner.trainer import Trainer
@@ -45,13 +46,16 @@ def test_annealing_values_at_0_5k_10k():
 def test_tiny_update_is_finite_and_sets_priorities():
     torch.manual_seed(0)
     agent, buf = BBF(OBS, 6, **TINY), filled_buffer()
-    batch = agent.sample_batch(buf, 8)
-    assert isinstance(batch, WeightedSequences) and batch.weights.shape == (8,)
-    assert batch.seq.future_obs.shape == (8, 3, 4, 84, 84) and batch.seq.mask.shape == (8, 3)
+    request = agent.replay_request(8)
+    assert request == ReplayRequest(8, 10, 0.97, 3, beta=0.5)  # K = 3 here; n, gamma at their start
+    batch = buf.sample_request(request)
+    assert isinstance(batch, SequenceBatch) and batch.weights.shape == (8,)
+    assert batch.future_obs.shape == (8, 3, 4, 84, 84) and batch.mask.shape == (8, 3)
     before = [p.detach().clone() for p in agent.critic.parameters()]
     target_before = [p.detach().clone() for p in agent.critic_target.parameters()]
     metrics = agent.update(batch)
-    priority = metrics.pop("priority")
+    priority = metrics.priorities
+    assert "priority" not in metrics  # a named field, not a metric
     assert all(torch.isfinite(v).all() for v in metrics.values())
     assert metrics["spr_loss"] > 0 and metrics["td_loss"] > 0
     assert priority.shape == (8,) and (priority > 0).all()
@@ -80,7 +84,7 @@ def test_bbf_preset_through_the_scheduler_restarts_annealing():
     scheduler = build_scheduler(agent, cfg["plasticity"]["rules"])
     encoder = {n: p.detach().clone() for n, p in agent.critic.encoder.named_parameters()}
     for step in (1, 2):
-        agent.update(agent.sample_batch(buf, 4))
+        agent.update(buf.sample_request(agent.replay_request(4)))
         head = agent.critic.head.value.weight.detach().clone()
         events = scheduler.after_env_step(step, updates=step)
     assert [e["intervention"] for e in events] == ["Reset", "ShrinkPerturb"]
@@ -113,7 +117,7 @@ def test_hare_tortoise_copy_does_not_restart_bbf_annealing():
     rules = [r for r in cfg["plasticity"]["rules"] if r["intervention"] == "hare_tortoise"]
     assert rules and rules[0]["restart_schedules"] is False
     scheduler = build_scheduler(agent, rules)
-    agent.update(agent.sample_batch(buf, 4))
+    agent.update(buf.sample_request(agent.replay_request(4)))
     (event,) = scheduler.after_env_step(1000, updates=1)
     assert event["intervention"] == "HareTortoise" and agent._cycle_updates == 1
 
@@ -121,7 +125,7 @@ def test_hare_tortoise_copy_does_not_restart_bbf_annealing():
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     agent, buf = BBF(OBS, 6, **TINY), filled_buffer(prioritized=False)
-    agent.update(agent.sample_batch(buf, 4))
+    agent.update(buf.sample_request(agent.replay_request(4)))
     agent.save(tmp_path / "bbf.pt")
     loaded = BBF.load(tmp_path / "bbf.pt")
     assert loaded._cycle_updates == 1

@@ -11,7 +11,6 @@ from typing import NamedTuple
 import torch
 
 from agents.acceleration import CapturedUpdate
-from agents.bbf import WeightedSequences
 from replay import SequenceBatch
 
 # ------------------------------------------------------------------------ stand-in graphs
@@ -170,8 +169,8 @@ def test_reset_forgets_graphs_and_warms_up_again():
     assert graphs.made[1].replays == 1
 
 
-def sequences(seed, b=4, k=2, obs=(4, 16, 16), num_actions=3, weights=True) -> WeightedSequences:
-    """A BBF batch: a SequenceBatch (uint8 frames, int64 actions, bool mask) and weights or None."""
+def sequences(seed, b=4, k=2, obs=(4, 16, 16), num_actions=3, weights=True) -> SequenceBatch:
+    """A BBF batch: a SequenceBatch (uint8 frames, int64 actions, bool mask) with weights or None."""
     g = torch.Generator().manual_seed(seed)
 
     def frames(*shape):
@@ -181,12 +180,12 @@ def sequences(seed, b=4, k=2, obs=(4, 16, 16), num_actions=3, weights=True) -> W
                         torch.randn(b, generator=g), torch.full((b,), 0.9), frames(b, *obs),
                         torch.randperm(50, generator=g)[:b], torch.randint(0, num_actions, (b, k), generator=g),
                         frames(b, k, *obs), torch.rand(b, k, generator=g) < 0.8)
-    return WeightedSequences(seq, torch.rand(b, generator=g) + 0.5 if weights else None)
+    return seq._replace(weights=torch.rand(b, generator=g) + 0.5 if weights else None)
 
 
 def nested_reference(key, batch):
-    assert isinstance(batch, WeightedSequences) and isinstance(batch.seq, SequenceBatch)
-    seq = batch.seq
+    assert isinstance(batch, SequenceBatch)
+    seq = batch
     per_sample = (seq.obs.float().mean((1, 2, 3)) + seq.future_obs.float().mean((1, 2, 3, 4))
                   + seq.next_obs.float().mean((1, 2, 3)) + seq.action + seq.actions.sum(1)
                   + seq.reward * seq.discount + seq.idx + seq.mask.sum(1))
@@ -202,9 +201,9 @@ def test_nested_batches_with_none_fields():
         assert_outputs(captured(1.0, batch), nested_reference(1.0, batch))
     assert captured.num_graphs == 1
     static = step.batches[-1]
-    assert isinstance(static, WeightedSequences) and static.weights is None
-    assert static.seq.obs.dtype == torch.uint8 and static.seq.mask.dtype == torch.bool
-    assert all(torch.equal(s, b) for s, b in zip(static.seq, sequences(3).seq))  # every leaf copied
+    assert isinstance(static, SequenceBatch) and static.weights is None
+    assert static.obs.dtype == torch.uint8 and static.mask.dtype == torch.bool
+    assert all(torch.equal(s, b) for s, b in zip(static[:-1], sequences(3)[:-1]))  # every leaf copied
     for i in range(4, 7):  # weights present: another layout, another graph
         batch = sequences(i, weights=True)
         assert_outputs(captured(1.0, batch), nested_reference(1.0, batch))

@@ -148,7 +148,7 @@ def test_bad_values_are_refused_naming_the_key(overrides, message):
 
 
 def test_constructor_refuses_bad_schedules():
-    with pytest.raises(ValueError, match=r"actor_lr_schedule='linear': must be one of \['cosine', 'constant'\]"):
+    with pytest.raises(ValueError, match=r"actor_lr_schedule = 'linear': must be one of \['cosine', 'constant'\]"):
         IQL(3, 1, actor_lr_schedule="linear")
-    with pytest.raises(ValueError, match="actor_lr_decay_steps=-1: must be null or an integer >= 0"):
+    with pytest.raises(ValueError, match="actor_lr_decay_steps = -1: must be null or an integer >= 0"):
         IQL(3, 1, actor_lr_decay_steps=-1)

@@ -256,7 +256,7 @@ def test_mixed_resume_is_bitwise_and_checks_the_dataset(root, tmp_path):
     b.load_state_dict(torch.load(tmp_path / "replay.pt", weights_only=False))
     for want in expected:
         got = b.sample(32)
-        assert all(torch.equal(x, y) for x, y in zip(got, want))
+        assert all((x is None and y is None) or torch.equal(x, y) for x, y in zip(got, want))
     with pytest.raises(ValueError, match="offline data differ"):
         build(reward_transform=RewardTransform(shift=-1.0)).load_state_dict(a.state_dict())
 
@@ -361,3 +361,32 @@ def test_returns_range_refuses_equal_returns_and_unknown_names(tmp_path):
     with pytest.raises(ValueError, match=r"reward_normalization = 'abc': must be one of \['none', "
                                          r"'returns_range'\]"):
         load_offline(equal, *ENV_SPACES, reward_normalization="abc")
+
+
+def test_mixed_buffer_serves_sequence_requests_per_part():
+    """BBF-style requests (K-step sequences) with a dataset: offline rows' sequences come from
+    the offline storage, online rows' from the online one; masks stop at each part's episode
+    ends and never run from one part into the other."""
+    from replay import ReplayRequest
+    online, offline = marked_buffers(n_off=50, n_on=30)
+    mixed = online.with_offline(offline, 0.5, seed=2)
+    batch = mixed.sample_request(ReplayRequest(16, n_step=1, gamma=0.9, horizon=3))
+    assert batch.future_obs.shape == (16, 3, 1) and batch.weights is None
+    assert (batch.idx[:8] < 50).all() and (batch.idx[8:] >= 50).all()
+    for row in range(16):
+        start, offline_row = int(batch.obs[row, 0]), row < 8
+        period = 10 if offline_row else 7  # episode lengths of marked_buffers' two parts
+        stored = 50 if offline_row else 30
+        valid = [j for j in range(3) if (start % period) + j < period and start + j < stored]
+        assert batch.mask[row].tolist() == [j in valid for j in range(3)], row
+        assert batch.actions[row].shape == (3, 1)
+    assert mixed.sample_sequences(4, 2).mask.shape == (4, 2)
+
+
+def test_prioritized_replay_with_a_dataset_is_refused_before_any_work(tmp_path):
+    from runner.validate import ConfigError, validate_config
+    from tests.conftest import make_config
+    cfg = make_config("agent=bbf", "env=atari/pong", f"offline.dataset={tmp_path}")
+    with pytest.raises(ConfigError, match="agent.prioritized = true with offline.dataset: prioritized "
+                                          "replay over an offline dataset is not supported"):
+        validate_config(cfg)

@@ -61,7 +61,7 @@ def batch_for(name, agent):
     if name == "drq_atari":
         return atari_buffer().sample(4)
     torch.manual_seed(5)
-    return agent.sample_batch(filled_buffer(), 4)  # WeightedSequences (importance weights)
+    return filled_buffer().sample_request(agent.replay_request(4))  # sequences with importance weights
 
 
 def losses(name, agent, batch) -> dict[str, torch.Tensor]:
@@ -75,14 +75,14 @@ def losses(name, agent, batch) -> dict[str, torch.Tensor]:
         return {"critic_loss": critic, "actor_and_alpha_loss": actor}
     if name == "drq_atari":
         return {"td_loss": agent.td_loss(batch)[0]}
-    td, spr, _ = agent.losses(batch.seq)
+    td, spr, _ = agent.losses(batch)
     total = ((td + agent.h["spr_weight"] * spr) * batch.weights).mean()
     return {"c51_loss": td.mean(), "spr_loss": spr.mean(), "loss": total}
 
 
 def outputs(name, agent, batch) -> torch.Tensor:
     """What acting reads: deterministic actions (DrQ) or Q-values (the others), fp32."""
-    obs = batch.seq.obs if name == "bbf" else batch.obs
+    obs = batch.obs
     if name == "drq":
         return torch.as_tensor(agent.act(obs.numpy(), deterministic=True))
     with torch.no_grad():
@@ -127,7 +127,7 @@ def test_bf16_update_is_finite_and_keeps_fp32_state(name, tmp_path):
                 assert value.dtype == torch.float32
                 if value.dim() == 4:
                     assert value.is_contiguous(memory_format=torch.channels_last)
-    obs = (batch_for(name, agent).seq if name == "bbf" else batch_for(name, agent)).obs
+    obs = batch_for(name, agent).obs
     action = agent.act(obs[:2].numpy(), deterministic=True)
     assert isinstance(action, np.ndarray) and len(action) == 2
 
@@ -168,9 +168,10 @@ def test_options_reach_every_convolution(name, options):
 def test_bad_values_name_key_and_allowed(name):
     cls, obs_shape, actions, small = SETUPS[name]
     assert AGENTS[name][1]["precision"] == "fp32" and AGENTS[name][1]["channels_last"] is False
-    with pytest.raises(ValueError, match=r"precision = 'fp16': allowed: \['fp32', 'bf16'\]"):
+    # the constructor checks with the rules config validation uses (agents/hparams.py)
+    with pytest.raises(ValueError, match=r"precision = 'fp16': must be one of \['fp32', 'bf16'\]"):
         cls(obs_shape, actions, **small, precision="fp16")
-    with pytest.raises(ValueError, match=r"channels_last = 'yes': allowed: \[True, False\]"):
+    with pytest.raises(ValueError, match=r"channels_last = 'yes': must be true or false"):
         cls(obs_shape, actions, **small, channels_last="yes")
 
 

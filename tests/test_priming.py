@@ -1,7 +1,8 @@
 """Heavy priming and diagnostics inside a real (tiny) training run."""
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from runner.trainer import Trainer, run_budgets
+from runner.loop_state import run_budgets
+from runner.trainer import Trainer
 from tests.conftest import TINY, make_config
 
 

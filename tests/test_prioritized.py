@@ -73,7 +73,7 @@ def test_sampling_proportions(stratified):
     buf.update_priorities(torch.arange(8), prio)
     counts = torch.zeros(8)
     for _ in range(50):
-        counts += torch.bincount(buf.sampler.sample(buf.storage, 2000), minlength=8)
+        counts += torch.bincount(buf.sampler.sample(buf.storage, 2000).idx, minlength=8)
     freq = counts / counts.sum()
     assert counts[2] == 0 and counts[5] == 0  # zero priority: never drawn
     assert torch.allclose(freq, prio / prio.sum(), atol=0.006), freq
@@ -144,7 +144,7 @@ def test_frame_storage_invalid_slots_have_zero_priority():
                 new = storage.valid & ~same
                 assert torch.equal(leaves[same], before[0][same]), (e, i)
                 assert (leaves[new] == sampler.max_priority).all(), (e, i)
-            idx = sampler.sample(storage, 256)
+            idx = sampler.sample(storage, 256).idx
             assert storage.valid[idx].all()
             new = torch.rand(len(idx), generator=torch.Generator().manual_seed(t)) + 0.01
             sampler.update_priorities(idx, new)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from agents import SAC
+from agents.base import Agent
 from plasticity.groups import resolve_group
 from plasticity.regen import Regen
 from plasticity.scheduler import build_scheduler
@@ -13,8 +14,8 @@ from tests.conftest import make_config
 from tests.test_sac import random_buffer
 
 
-class TwoLayers(nn.Module):
-    """A minimal 'agent': named networks and an optimizers dict."""
+class TwoLayers(Agent):
+    """A minimal agent: named networks and an optimizers dict (the contract of agents/base.py)."""
 
     def __init__(self):
         super().__init__()
@@ -25,6 +26,12 @@ class TwoLayers(nn.Module):
 
     def loss(self, x):
         return self.head(torch.relu(self.body(x))).pow(2).mean()
+
+    def act(self, obs, deterministic=False):
+        raise NotImplementedError  # never acts here
+
+    def update(self, batch):
+        raise NotImplementedError
 
 
 def test_regen_gradient_equals_autograd_of_the_penalty():

@@ -110,8 +110,8 @@ def test_add_batch_equals_single_adds_including_wrap():
 def test_uniform_sampler_is_seeded_and_covers_filled_slots():
     buf = make_buffer(100)
     fill(buf, [(30, "open")])
-    a = UniformSampler(seed=3).sample(buf.storage, 5000)
-    b = UniformSampler(seed=3).sample(buf.storage, 5000)
+    a = UniformSampler(seed=3).sample(buf.storage, 5000).idx
+    b = UniformSampler(seed=3).sample(buf.storage, 5000).idx
     assert torch.equal(a, b)
     assert a.min() == 0 and a.max() == 29
     counts = torch.bincount(a, minlength=30).float()
@@ -126,7 +126,7 @@ def test_state_dict_round_trip_continues_identically():
     copy.load_state_dict(buf.state_dict())
     x, y = buf.sample(8), copy.sample(8)
     for a, b in zip(x, y):
-        assert torch.equal(a, b)
+        assert (a is None and b is None) or torch.equal(a, b)  # weights: None with uniform replay
 
 
 def test_storage_refuses_mismatched_state():
