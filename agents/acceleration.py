@@ -18,13 +18,22 @@ graph; assigning a float is not). Replacing a state tensor (`load_state_dict` of
 needs `reset()`: the agent's `load_training_state` calls it. Schedules that change between
 updates (BBF's n and gamma) enter the graph only through the batch (n-step returns and
 discounts are computed when sampling), so they need no recapture.
+
+Graphs are kept per signature in a `GraphCache` of at most `MAX_GRAPHS` entries, least recently
+used evicted first (an evicted signature compiles or captures again when it comes back). Updates
+inside `Agent.eager_updates()` (the diagnostics' updates: forward hooks and `.grad` need eager
+autograd) run eagerly in every mode, from the same parameters and optimizer states.
 """
 from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
 COMPILE_MODES = ("none", "compile", "cudagraphs")
+MAX_GRAPHS = 8  # graphs kept per agent (GraphCache); SAC-family updates use 1-4 signatures
 
 
 def compile_mode(value, device) -> str:
@@ -59,6 +68,46 @@ def optimizer_options(mode: str) -> dict:
     return {"fused": True, **({"capturable": True} if mode == "cudagraphs" else {})}
 
 
+class GraphCache:
+    """Graphs by signature, at most `size`: `get(key, build)` returns the cached graph or builds
+    one, evicting the least recently used when full (it is built again if its key comes back).
+    `builds` and `evictions` count; the first eviction warns, as repeated ones mean a setting
+    that changes from update to update (a float learning rate set every update: use a tensor)."""
+
+    def __init__(self, size: int = MAX_GRAPHS, name: str = "graph"):
+        if size < 1:
+            raise ValueError(f"GraphCache size {size}: must be >= 1")
+        self.size, self.name = size, name
+        self._entries: OrderedDict = OrderedDict()
+        self.builds = self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key) -> bool:
+        return key in self._entries
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def get(self, key, build):
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return entry
+        entry = self._entries[key] = build()
+        self.builds += 1
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+            self.evictions += 1
+            if self.evictions == 1:
+                warnings.warn(f"{self.name}: more than {self.size} signatures in use, the least "
+                              "recently used graph was evicted and will be rebuilt if needed; a "
+                              "setting changing every update (e.g. a float learning rate) recompiles "
+                              "each time", RuntimeWarning, stacklevel=3)
+        return entry
+
+
 class CudaGraph:
     """A CUDA graph: `capture(fn)` records fn's kernels (returning its outputs, which become the
     graph's static outputs); `replay()` runs them again."""
@@ -85,12 +134,14 @@ class CapturedUpdate:
 
     The first `warmup` calls of each key run eagerly (on a side stream on CUDA, as capture
     requires: they allocate optimizer states and settle the compiled code); the next captures.
-    `graph_factory` builds the graph object (`CudaGraph`; tests pass a CPU stand-in)."""
+    At most `max_graphs` graphs are kept (`GraphCache`); an evicted key warms up and captures
+    again. `graph_factory` builds the graph object (`CudaGraph`; tests pass a CPU stand-in)."""
 
-    def __init__(self, step, warmup: int = 3, graph_factory=CudaGraph):
+    def __init__(self, step, warmup: int = 3, graph_factory=CudaGraph, max_graphs: int = MAX_GRAPHS):
         self.step, self.warmup, self.graph_factory = step, warmup, graph_factory
-        self._graphs: dict = {}  # (key, layout) -> (graph, static batch, static outputs)
-        self._calls: dict = {}  # (key, layout) -> eager calls so far
+        # (key, layout) -> (graph, static batch, static outputs)
+        self._graphs = GraphCache(max_graphs, "captured update")
+        self._calls: dict = {}  # (key, layout) -> eager calls so far, until captured
 
     def reset(self) -> None:
         """Forget every graph (after a tensor they read was replaced, e.g. optimizer state)."""
@@ -103,14 +154,13 @@ class CapturedUpdate:
 
     def __call__(self, key, batch) -> dict:
         slot = (key, _layout(batch))
-        entry = self._graphs.get(slot)
-        if entry is None:
+        if slot not in self._graphs:
             calls = self._calls.get(slot, 0)
             if calls < self.warmup:
                 self._calls[slot] = calls + 1
                 return self._eager(key, batch)
-            entry = self._graphs[slot] = self._capture(key, batch)
-        graph, static_batch, static_out = entry
+            self._calls.pop(slot, None)  # an evicted graph warms up again
+        graph, static_batch, static_out = self._graphs.get(slot, lambda: self._capture(key, batch))
         for dst, src in zip(tree_flatten(static_batch)[0], tree_flatten(batch)[0]):
             if torch.is_tensor(dst):
                 dst.copy_(src, non_blocking=True)

@@ -29,6 +29,7 @@ small agent in without a line changed in runner/ or plasticity/.
 """
 from __future__ import annotations
 
+import contextlib
 from abc import ABCMeta, abstractmethod
 
 import numpy as np
@@ -65,8 +66,10 @@ class Agent(nn.Module, metaclass=ABCMeta):
     hparam_rules: dict[str, tuple] = {}  # rules of its own, beside agents/hparams.py RULES
     optimizers: dict
     hparams: dict
-    compile: str = "none"  # none | compile | cudagraphs (agents/acceleration.py)
+    # none | compile | cudagraphs (agents/acceleration.py); the hparam and config key is `compile`
+    speed_mode: str = "none"
     _graphed: CapturedUpdate | None = None
+    _eager: bool = False  # inside `eager_updates()`
 
     @abstractmethod
     def act(self, obs, deterministic: bool = False):
@@ -140,17 +143,29 @@ class Agent(nn.Module, metaclass=ABCMeta):
         return self.act(observation, deterministic)
 
     def _set_update_mode(self, value) -> str:
-        """Record the normalised `compile` mode; under `cudagraphs`, updates run through a
-        `CapturedUpdate` of `_update_step`. Call after `self.device` is set."""
-        self.compile = self.hparams["compile"] = compile_mode(value, self.device)
+        """Record the normalised `compile` hparam as `speed_mode`; under `cudagraphs`, updates
+        run through a `CapturedUpdate` of `_update_step`. Call after `self.device` is set."""
+        self.speed_mode = self.hparams["compile"] = compile_mode(value, self.device)
         self._graphed = (CapturedUpdate(lambda key, batch: self._update_step(key[0], batch))
-                         if self.compile == "cudagraphs" else None)
-        return self.compile
+                         if self.speed_mode == "cudagraphs" else None)
+        return self.speed_mode
+
+    @contextlib.contextmanager
+    def eager_updates(self):
+        """Updates inside run eagerly whatever the speed mode (no compiled graph or replay), on
+        the same parameters and optimizer states: forward hooks fire and `.grad` is set, as the
+        diagnostics need (plasticity/diagnostics.py enters this on its updates)."""
+        previous, self._eager = self._eager, True
+        try:
+            yield
+        finally:
+            self._eager = previous
 
     def _run_update(self, key, batch) -> dict:
-        """`_update_step(key, batch)`, replayed from a CUDA graph under `cudagraphs`. `key`
-        holds the Python-side decisions of this update (hashable): one graph per key."""
-        if self._graphed is not None:  # optimizer hooks run inside the graph: a change recaptures
+        """`_update_step(key, batch)`, replayed from a CUDA graph under `cudagraphs` (unless in
+        `eager_updates()`). `key` holds the Python-side decisions of this update (hashable):
+        one graph per key."""
+        if self._graphed is not None and not self._eager:  # step hooks run in the graph: a change recaptures
             return self._graphed((key, self._optimizer_hooks()), batch)
         return self._update_step(key, batch)
 
@@ -175,7 +190,7 @@ class Agent(nn.Module, metaclass=ABCMeta):
             opt.load_state_dict(state["optimizers"][name])
         for opt in self.optimizers.values():  # a loaded lr is a float: back to this mode's type
             for group in opt.param_groups:
-                group["lr"] = learning_rate(float(group["lr"]), self.compile, self.device)
+                group["lr"] = learning_rate(float(group["lr"]), self.speed_mode, self.device)
         if self._graphed is not None:  # the optimizer state tensors were replaced
             self._graphed.reset()
 

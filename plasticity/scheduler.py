@@ -9,7 +9,8 @@ and 60k, none at 80k). `no_reset_within` (a share of the interval) skips a firin
 leave less than that share of an interval before the end of the run's budget in the rule's unit
 (the scheduler's `budgets`): with 1, a 200k-step reset in a 1M-step run fires at 200k ... 800k
 but not at 1M, right before the final evaluation. The unit `switch` fires once, when the online phase
-begins (after offline pre-training, or at the start of a run): warm start vs reset. The trainer calls `after_update` after every gradient
+begins (after offline pre-training, or at the start of a run): warm start vs reset; the unit
+`task_switch` counts the task changes of a continual run (env.sequence). The trainer calls `after_update` after every gradient
 update and `after_env_step` after each env step's updates, so the firing steps are the same
 at any replay ratio and, with the scheduler's state in the checkpoint, across a resume.
 """
@@ -21,7 +22,7 @@ from plasticity.groups import resolve_group
 from plasticity.interventions import INTERVENTIONS, Intervention
 from plasticity.regen import REGULARIZERS
 
-UNITS = ("updates", "env_steps", "switch")
+UNITS = ("updates", "env_steps", "switch", "task_switch")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,11 @@ class ResetScheduler:
     def at_switch(self, updates: int, env_steps: int) -> list[dict]:
         """The offline -> online switch: rules with unit `switch` fire (once)."""
         return self._fire("switch", 0, updates, env_steps)
+
+    def at_task_switch(self, switches: int, updates: int, env_steps: int) -> list[dict]:
+        """The task of a continual run changed (`switches`-th time): rules with unit
+        `task_switch` fire at switches every, 2 every, ... (runner/continual.py)."""
+        return self._fire("task_switch", switches, updates, env_steps)
 
     def _fire(self, unit, count, updates, env_steps) -> list[dict]:
         fired = []

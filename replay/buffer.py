@@ -73,6 +73,15 @@ class ReplayBuffer:
     def sample(self, batch_size: int, n_step: int | None = None, gamma: float | None = None) -> Batch:
         return self.batch_at(self.sampler.sample(self.storage, batch_size).idx, n_step, gamma)
 
+    def sample_with(self, sampler, request: ReplayRequest) -> Batch | SequenceBatch:
+        """`request` served by another sampler (a probe's own seeded one): this buffer's
+        sampling stream stays as it was."""
+        own, self.sampler = self.sampler, sampler
+        try:
+            return self.sample_request(request)
+        finally:
+            self.sampler = own
+
     def sample_request(self, request: ReplayRequest) -> Batch | SequenceBatch:
         """What an agent asked for (replay/request.py): transitions or sequences, its n and
         gamma, and importance weights when it gives `beta` and the sampler is prioritized."""

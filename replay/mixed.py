@@ -144,6 +144,10 @@ class MixedReplayBuffer:
                  else buffer.batch_at(idx, n, g))
         return batch._replace(idx=batch.idx + offset)
 
+    def sample_with(self, sampler, request: ReplayRequest) -> Batch | SequenceBatch:
+        """`request` served from the online part by another sampler (see ReplayBuffer)."""
+        return self.online.sample_with(sampler, request)
+
     def update_priorities(self, idx: torch.Tensor, priorities: torch.Tensor) -> None:
         """Both parts sample uniformly: nothing to do (as `ReplayBuffer` with a uniform sampler)."""
 

@@ -90,6 +90,11 @@ class TensorStorage:
         newest = (self.pos - 1) % self.capacity
         return (newest - idx) % self.capacity + 1
 
+    def clear(self) -> None:
+        """Forget every transition (a continual run's `replay: clear` at a task switch); the
+        tensors stay allocated and are overwritten as new transitions come."""
+        self.pos = self.size = 0
+
     def truncate_newest(self) -> None:
         """Mark the newest transition as the end of its episode (a run stopped mid-episode)."""
         if self.size and "truncated" in self.fields:

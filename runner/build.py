@@ -8,6 +8,9 @@ from gymnasium import spaces
 
 from envs import check_env_id, make_env
 from replay import PrioritizedSampler, ReplayBuffer
+from runner.seeding import derived_seed
+
+TASKS_STREAM = 4  # derived_seed(seed, TASKS_STREAM): the draws of a continual run's task sequence
 
 
 def env_kwargs(env_cfg: dict) -> dict:
@@ -27,6 +30,11 @@ def make_envs(env_cfg: dict, seed: int):
     kwargs = env_kwargs(env_cfg)
     train_env = make_env(env_cfg["id"], seed=seed, training=True, **kwargs)
     eval_env = make_env(env_cfg["id"], seed=seed + 1, training=False, **kwargs)
+    sequence = env_cfg.get("sequence")
+    if sequence:  # continual RL: both envs under the same task sequence (drawn from the run seed)
+        from envs.sequence import TaskSequence
+        args = (sequence["perturb"], sequence["tasks"], derived_seed(seed, TASKS_STREAM))
+        train_env, eval_env = TaskSequence(train_env, *args), TaskSequence(eval_env, *args)
     return train_env, eval_env
 
 

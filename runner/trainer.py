@@ -19,6 +19,7 @@ from agents.serialization import remove_orphan_temps
 from envs.snapshot import env_snapshot, restore_env_snapshot
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from runner.nonfinite import NonFiniteGuard
+from runner.continual import TaskSwitches, every_task_returns, set_task, switch_task
 from runner.loop_state import Episode, run_budgets
 from runner.progress import RunClock, duration, estimate_message
 from runner.signals import Interrupted, StopRequests
@@ -58,9 +59,11 @@ class Trainer:
         self.diagnostics = Diagnostics(self.agent, diag["groups"], diag["every"], diag["tau"],
                                        diag["srank_delta"])
         self.counters = {"env_steps": 0, "updates": 0, "episodes": 0, "wall_time": 0.0,
-                         "last_checkpoint": 0, "mid_episode": False}
+                         "last_checkpoint": 0, "mid_episode": False, "switches": 0}
         self.eval_history: list[dict] = []
         self.guard = NonFiniteGuard(self.agent, self.device)
+        sequence = env_cfg.get("sequence")  # continual RL (runner/continual.py)
+        self.switches = TaskSwitches(sequence, cfg["train"]["total_steps"]) if sequence else None
         self.stop = StopRequests()  # entered by train(): signals stop the loop after a step
         self._loop = None  # (obs, episode return, in episode) restored from a mid-episode checkpoint
         self.clock: RunClock | None = None  # times the run's phases for the estimate (train())
@@ -109,6 +112,8 @@ class Trainer:
             self.buffer.storage.truncate_newest()  # n-step returns never run into the next one
             self.counters["episodes"] += 1
         self.counters["mid_episode"] = False
+        if self.switches is not None:  # the task in force at the checkpoint
+            set_task((self.env, self.eval_env), self.counters.get("switches", 0) % self.switches.tasks)
 
     # ------------------------------------------------------------------ loop
     def _reset(self):
@@ -127,6 +132,11 @@ class Trainer:
         if self.normalize_score is not None:  # Atari: (score - random) / (human - random)
             result["human_normalized"] = scalars["human_normalized"] = \
                 self.normalize_score(result["return_mean"])
+        if self.switches is not None:  # continual: which task, and every task if asked
+            result["task"] = self.eval_env.task_index
+            if self.switches.eval_all:
+                result["per_task"] = every_task_returns(self, len(self.eval_history))
+                scalars.update({f"task_{j}": r for j, r in enumerate(result["per_task"])})
         self.eval_history.append(result)
         logger.scalars("eval", scalars, self.counters["env_steps"])
         if t.get("video", False):  # one more greedy episode, rendered (README "Evaluation videos")
@@ -177,6 +187,8 @@ class Trainer:
             self._learn(logger)
             self._after_step(logger)
             self._time_step(logger, tick, evaluating, c["env_steps"] >= t["learning_starts"])
+            if self.switches is not None and self.switches.due(c["env_steps"]):
+                ended = switch_task(self, logger, ended)  # a continual run's next task
             if ended and self._episode_end(logger, info, stop_at):
                 return self._summary()  # stop_at reached at a game over, checkpointed
             if self.stop.requested:

@@ -12,6 +12,7 @@ from agents.hparams import RULES, hparam_problems
 from agents.acceleration import COMPILE_MODES
 from envs import EnvIdError, check_env_id
 from runner.validate_common import (Errors, brief, check, finite, int_ge, is_bool, is_int, num_in)
+from runner.validate_continual import validate_continual
 from runner.validate_files import validate_files
 from runner.validate_keys import (allowed_top_level, base_defaults, check_finite, check_types,
                                   check_unknown)
@@ -49,6 +50,7 @@ def validate_config(cfg: dict) -> None:
     _validate_diagnostics(e, cfg)
     _validate_offline(e, cfg)
     _validate_logger(e, cfg)
+    validate_continual(e, cfg)
     defaults = base_defaults()
     check_types(e, "", cfg, defaults[""])
     for section in ("train", "offline", "diagnostics", "logger"):

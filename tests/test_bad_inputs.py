@@ -87,7 +87,7 @@ CASES = [
     (["plasticity=head_reset", "plasticity.rules.0.intervention=redo"],
      "plasticity.rules[0].intervention = 'redo': must be one of"),
     (["plasticity=head_reset", "plasticity.unit=episodes"],
-     "plasticity.rules[0].unit = 'episodes': must be one of ['updates', 'env_steps', 'switch']"),
+     "plasticity.rules[0].unit = 'episodes': must be one of ['updates', 'env_steps', 'switch', 'task_switch']"),
     (["plasticity=head_reset", "plasticity.every=0"], "plasticity.rules[0].every = 0"),
     (["plasticity=head_reset", "plasticity.every=abc"], "plasticity.rules[0].every = 'abc'"),
     (["plasticity=head_reset", "plasticity.stop_after=-3"],
