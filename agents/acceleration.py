@@ -26,6 +26,7 @@ autograd) run eagerly in every mode, from the same parameters and optimizer stat
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from collections import OrderedDict
 
@@ -142,6 +143,11 @@ class CapturedUpdate:
         # (key, layout) -> (graph, static batch, static outputs)
         self._graphs = GraphCache(max_graphs, "captured update")
         self._calls: dict = {}  # (key, layout) -> eager calls so far, until captured
+
+    def __deepcopy__(self, memo):
+        """A copy of the agent gets its own graphs (none yet), over its own tensors."""
+        return CapturedUpdate(copy.deepcopy(self.step, memo), self.warmup, self.graph_factory,
+                              self._graphs.size)
 
     def reset(self) -> None:
         """Forget every graph (after a tensor they read was replaced, e.g. optimizer state)."""

@@ -146,9 +146,12 @@ class Agent(nn.Module, metaclass=ABCMeta):
         """Record the normalised `compile` hparam as `speed_mode`; under `cudagraphs`, updates
         run through a `CapturedUpdate` of `_update_step`. Call after `self.device` is set."""
         self.speed_mode = self.hparams["compile"] = compile_mode(value, self.device)
-        self._graphed = (CapturedUpdate(lambda key, batch: self._update_step(key[0], batch))
-                         if self.speed_mode == "cudagraphs" else None)
+        self._graphed = CapturedUpdate(self._graph_step) if self.speed_mode == "cudagraphs" else None
         return self.speed_mode
+
+    def _graph_step(self, key, batch) -> dict:
+        """What a captured graph runs: key = (the update's key, the optimizer hooks in force)."""
+        return self._update_step(key[0], batch)
 
     @contextlib.contextmanager
     def eager_updates(self):

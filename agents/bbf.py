@@ -193,7 +193,7 @@ class BBF(ConvPrecision, Agent):
 
     def _update_step(self, key, batch) -> dict[str, torch.Tensor]:
         weights = batch.weights
-        td, spr, metrics = self._losses_fn(batch)
+        td, spr, metrics = (self.losses if self._eager else self._losses_fn)(batch)
         per_sample = td + self.h["spr_weight"] * spr
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
         opt = self.optimizers["critic"]

@@ -180,6 +180,6 @@ class DrQ(ConvPrecision, SAC):
             return super().actor_loss(features)
 
     def update_critic(self, batch) -> tuple[dict, torch.Tensor]:
-        loss, metrics, obs = self._critic_loss_fn(batch)
+        loss, metrics, obs = (self.critic_loss if self._eager else self._critic_loss_fn)(batch)
         self._step(loss, self._critic_params, ("critic",))
         return metrics, obs

@@ -263,7 +263,7 @@ class DrQAtari(ConvPrecision, Agent):
 
     def _update_step(self, key: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
         synced, copy_due = key
-        loss, metrics = self._td_loss_fn(batch, synced)
+        loss, metrics = (self.td_loss if self._eager else self._td_loss_fn)(batch, synced)
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=self._online_params)

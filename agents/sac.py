@@ -86,7 +86,7 @@ class SAC(Agent):
     def _compile_update(self):
         """The `compile` mode: the whole update as one graph (agents/compile.py)."""
         from agents.compile import CompiledUpdate
-        return CompiledUpdate(self)
+        return CompiledUpdate(self, self._compiled_body)
 
     def _build_networks(self, obs_dim: int, action_dim: int, h: dict) -> None:
         """`actor`, `critic` and `critic_target` on flat observations."""
@@ -134,13 +134,25 @@ class SAC(Agent):
 
     def _update_step(self, due: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
         actor_due, target_due = due
-        if self._compiled is not None and actor_due and target_due and self._compiled.supported():
-            return self._compiled(batch)
+        if self._compiled is not None and not self._eager and self._compiled.supported():
+            return self._compiled((actor_due, target_due, self.tau), batch)
         metrics = self.update_critic(batch)
         if actor_due:
             metrics.update(self.update_actor(batch.obs))
         if target_due:
             self.update_target()
+        return metrics
+
+    def _compiled_body(self, key, batch, ops) -> dict[str, torch.Tensor]:
+        """`_update_step` written against agents/compile.py `FunctionalOps`: traced once per key
+        (actor due, target due, tau), so critic-only updates (RLPD) are compiled too."""
+        actor_due, target_due, tau = key
+        metrics = ops.step("critic_loss", ("critic",), batch)
+        if actor_due:  # the actor loss reads the critic just updated (in place above)
+            metrics.update(ops.step("actor_loss", ("actor", "log_alpha"), batch.obs))
+        if target_due:
+            with torch.no_grad():
+                torch._foreach_lerp_(ops.tensors(self._target_params), ops.tensors(self._critic_params), tau)
         return metrics
 
     def forward(self, loss: str, *args):
@@ -180,12 +192,12 @@ class SAC(Agent):
                                          "alpha_loss": alpha_loss.detach(), "entropy": entropy}
 
     def update_critic(self, batch) -> dict[str, torch.Tensor]:
-        loss, metrics = self._critic_loss_fn(batch)
+        loss, metrics = (self.critic_loss if self._eager else self._critic_loss_fn)(batch)
         self._step(loss, self._critic_params, ("critic",))
         return metrics
 
     def update_actor(self, obs) -> dict[str, torch.Tensor]:
-        loss, metrics = self._actor_loss_fn(obs)
+        loss, metrics = (self.actor_loss if self._eager else self._actor_loss_fn)(obs)
         self._step(loss, self._actor_params + [self.log_alpha], ("actor", "log_alpha"))
         return metrics
 

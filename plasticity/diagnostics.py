@@ -26,6 +26,7 @@ import contextlib
 import torch
 from torch import nn
 
+from agents.base import Agent
 from agents.networks import ACTIVATIONS
 from plasticity.groups import _is_target, _target_prefixes, resolve_group
 
@@ -91,7 +92,7 @@ class Diagnostics:
                  delta: float = 0.01):
         if not (isinstance(every, int) and every >= 0):
             raise ValueError(f"diagnostics every={every!r}: must be an integer >= 0 (0 = off)")
-        self.every, self.tau, self.delta = every, tau, delta
+        self.agent, self.every, self.tau, self.delta = agent, every, tau, delta
         if groups is None:  # every top-level network of the agent (actor, critic, encoder, ...)
             targets = _target_prefixes(agent)
             groups = [n for n, m in agent.named_children()
@@ -107,15 +108,20 @@ class Diagnostics:
 
     @contextlib.contextmanager
     def capture(self, enabled: bool = True):
-        """Record the first output of every activation module in the groups while active."""
+        """Record the first output of every activation module in the groups while active. The
+        update inside runs eagerly whatever the agent's speed mode (`Agent.eager_updates`: a
+        compiled graph fires no forward hook and sets no `.grad`), from the same parameters,
+        optimizer states and random streams; the updates between measurements stay compiled."""
         self._captured.clear()
         if not enabled:
             yield
             return
         handles = [m.register_forward_hook(self._record)
                    for probe in self.probes for m in probe.activations]
+        eager = self.agent.eager_updates() if isinstance(self.agent, Agent) else contextlib.nullcontext()
         try:
-            yield
+            with eager:
+                yield
         finally:
             for handle in handles:
                 handle.remove()

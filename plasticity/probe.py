@@ -25,7 +25,8 @@ def module_inputs(agent, module_name: str, batch):
                          {k: v.detach() if torch.is_tensor(v) else v for k, v in kwargs.items()}))
     handle = clone.get_submodule(module_name).register_forward_pre_hook(record, with_kwargs=True)
     try:
-        clone.update(batch)
+        with clone.eager_updates():  # a compiled graph calls no module hook
+            clone.update(batch)
     finally:
         handle.remove()
     if not seen:

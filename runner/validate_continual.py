@@ -75,7 +75,3 @@ def _check_probe(e: Errors, cfg: dict, diag: dict) -> None:
     module = diag.get("probe_module", "critic")
     if not (isinstance(module, str) and module):
         e.bad("diagnostics.probe_module", module, "the name of an agent module (e.g. critic)")
-    if steps and cfg.get("agent", {}).get("compile", "none") not in ("none", False):
-        e.add("diagnostics.probe_steps", "diagnostics.probe_steps > 0 with agent.compile: the probe "
-                                         "copies the agent, which compiled updates do not allow; "
-                                         "use agent.compile=none")

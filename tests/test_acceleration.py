@@ -143,10 +143,10 @@ def test_compile_setting_is_checked_for_every_agent(name):
         make_agent(name, compile="cudagraphs", device="cpu")
     for value, mode in ((False, "none"), (True, "compile"), ("none", "none"), ("compile", "compile")):
         agent = make_agent(name, compile=value)
-        assert agent.compile == agent.hparams["compile"] == mode, value  # saved normalised
+        assert agent.speed_mode == agent.hparams["compile"] == mode, value  # saved normalised
         assert agent._graphed is None
         assert all(isinstance(g["lr"], float) for o in agent.optimizers.values() for g in o.param_groups)
-    assert make_agent(name).compile == "none"
+    assert make_agent(name).speed_mode == "none"
 
 
 def test_compile_mode_helpers():

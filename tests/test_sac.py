@@ -242,7 +242,7 @@ def test_compiled_update_matches_eager_and_sees_in_place_changes():
     _same_updates([eager, compiled], buf, 2, seed=40)
     _assert_same_state(eager, compiled)
     with torch.profiler.profile() as prof:  # no scalar read on the host inside the graph
-        compiled._compiled(buf.sample(64))
+        compiled._compiled((True, True, compiled.tau), buf.sample(64))
     ops = {e.name for e in prof.events()}
     assert "aten::_local_scalar_dense" not in ops and "aten::item" not in ops
     assert any("CompiledFxGraph" in name for name in ops)  # the profile saw the compiled graph run
@@ -269,8 +269,8 @@ def test_compiled_update_reads_learning_rate_tensors_at_every_call():
 def test_compile_modes_are_checked_and_booleans_are_the_old_spelling():
     agent = SAC(3, 1, hidden_dims=(8,))
     assert agent.hparams["compile"] == "none" and agent._compiled is None
-    assert SAC(3, 1, hidden_dims=(8,), compile=False).compile == "none"  # old checkpoints
-    assert SAC(3, 1, hidden_dims=(8,), compile=True).compile == "compile"
+    assert SAC(3, 1, hidden_dims=(8,), compile=False).speed_mode == "none"  # old checkpoints
+    assert SAC(3, 1, hidden_dims=(8,), compile=True).speed_mode == "compile"
     with pytest.raises(ValueError, match=r"compile = 'fast': allowed values are \['none', 'compile', 'cudagraphs'\]"):
         SAC(3, 1, hidden_dims=(8,), compile="fast")
     with pytest.raises(ValueError, match="'cudagraphs' needs a CUDA device"):
