@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Continual RL at CPU scale (experiments/continual.md): SAC (states) on Pendulum-v1 whose task
+# changes every 3000 env steps (6 tasks, 18k steps): each task permutes the 3 observation
+# dimensions and may negate the action (envs/sequence.py; task 0 is the plain env). Replay
+# ratio 4, 2x64 MLPs, the replay kept across switches. 7 arms x 5 seeds = 35 runs; the reset-type
+# arms fire at every switch (unit task_switch). A trainability probe (200 Adam steps of a critic
+# copy on random targets) runs at each switch. ~1.5 h with 2 jobs on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/continual}
+JOBS=${JOBS:-2}
+SEEDS=${SEEDS:-0,1,2,3,4}
+COMMON="env=gym/pendulum env.sequence={every:3000,tasks:6,perturb:[permute_obs,negate_actions]}
+        train.total_steps=18000 train.learning_starts=1000 train.eval_every=1000 train.eval_episodes=5
+        agent.replay_ratio=4 agent.hidden_dims=[64,64] threads=1 train.checkpoint_every=0
+        train.progress=false diagnostics.every=2000 diagnostics.probe_steps=200
+        hydra.launcher.n_jobs=$JOBS seed=$SEEDS"
+python train.py -m $COMMON plasticity=none,regen,crelu hydra.sweep.dir=$OUT/plain
+python train.py -m $COMMON plasticity=full_reset,head_reset,shrink_perturb,hare_tortoise \
+    ++plasticity.unit=task_switch ++plasticity.every=1 hydra.sweep.dir=$OUT/at_switch
+python experiments/continual_table.py $OUT
