@@ -18,4 +18,4 @@ COMMON="env=gym/pendulum env.sequence={every:3000,tasks:6,perturb:[permute_obs,n
 python train.py -m $COMMON plasticity=none,regen,crelu hydra.sweep.dir=$OUT/plain
 python train.py -m $COMMON plasticity=full_reset,head_reset,shrink_perturb,hare_tortoise \
     ++plasticity.unit=task_switch ++plasticity.every=1 hydra.sweep.dir=$OUT/at_switch
-python experiments/continual_table.py $OUT
+python -m runner.report $OUT

@@ -24,8 +24,11 @@ NAMES = {"dormant_ratio": "dormant ratio", "srank": "srank", "weight_norm": "wei
 PREFIX = "plasticity/"
 
 
-def read_diagnostics(run_dir, metrics=DEFAULT) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """{(group, metric): (env steps, values)} from `run_dir`/tb, groups in name order. Of several
+def read_diagnostics(run_dir, metrics=DEFAULT, prefix: str = PREFIX
+                     ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """{(group, metric): (env steps, values)} from `run_dir`/tb, the scalars tagged
+    `<prefix><group>/<metric>` (default the diagnostics; "probe/" the trainability probe), groups
+    in name order. Of several
     values logged at one env step (heavy priming, or more updates per step than diagnostics.every)
     the last one counts. Empty without tb/ or diagnostics. A resumed run's overwritten stretch is
     left out, as TensorBoard does."""
@@ -38,8 +41,8 @@ def read_diagnostics(run_dir, metrics=DEFAULT) -> dict[tuple[str, str], tuple[np
     events.Reload()
     out = {}
     for tag in sorted(events.Tags()["scalars"]):
-        group, _, metric = tag[len(PREFIX):].rpartition("/")
-        if tag.startswith(PREFIX) and group and metric in metrics:
+        group, _, metric = tag[len(prefix):].rpartition("/")
+        if tag.startswith(prefix) and group and metric in metrics:
             at_step = {int(e.step): float(e.value) for e in events.Scalars(tag)}  # the last wins
             steps = np.array(sorted(at_step), dtype=int)
             out[(group, metric)] = (steps, np.array([at_step[s] for s in steps]))

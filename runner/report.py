@@ -8,6 +8,9 @@ by the config values that differ between them) and writes, in the directory (or 
   learning_curves.png     eval score vs env steps per env, mean over seeds, reset events marked
   diagnostics.png         dormant ratio, srank and weight norm (--diagnostics) per env and network
                           group vs env steps, from the runs' TensorBoard scalars (runner/diag_curves.py)
+  continual.png           continual runs (env.sequence): return per task segment with CIs and the
+                          trainability probe per switch, also as tables in report.md
+                          (runner/continual_report.py)
 A run's score is its final eval return, or with --last K the mean of its last K evaluations; the
 human-normalised score (Atari) instead when every run has one, and then the optimality gap
 (gamma 1) is a fourth metric. Fewer than 5 runs per configuration and env gives a warning.
@@ -22,6 +25,7 @@ import csv
 import sys
 from pathlib import Path
 
+from runner.continual_report import continual_markdown, continual_rows, is_continual, plot_continual
 from runner.curves import plot_learning_curves
 from runner.diag_curves import DEFAULT, KNOWN, diagnostic_curves, plot_diagnostics
 from runner.scores import METRICS, NORMALIZED, RAW, seed_warning, table_rows
@@ -118,10 +122,17 @@ def build_report(root, out=None, reps: int = 2000, seed: int = 0, last: int = 1,
                  f"diagnostics.every > 0): diagnostics.png not written.\n")
     if skipped:
         text += f"\nSkipped {len(skipped)} run(s):\n" + "\n".join(listing) + "\n"
+    if is_continual(groups):  # per-task segments and the trainability probe
+        continual = continual_rows(groups, reps, seed)
+        paths["continual"] = out / "continual.png"
+        plot_continual(continual, paths["continual"])
+        text += "\n" + continual_markdown(continual)
     title = "Sweep report: human-normalised score" if normalized else "Sweep report"
     figures = f"![learning curves]({paths['png'].name})\n"
     if curves:
         figures += f"\n![plasticity diagnostics]({paths['diagnostics'].name})\n"
+    if "continual" in paths:
+        figures += f"\n![continual: return per task and probe]({paths['continual'].name})\n"
     paths["md"].write_text(f"# {title}\n\n{text}\n{figures}")
     return {"rows": rows, "skipped": skipped, "notes": notes, "warning": warning,
             "diagnostics": curves, "text": text, "paths": paths}
