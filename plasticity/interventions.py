@@ -33,7 +33,12 @@ def zero_optimizer_state(group: ParameterGroup) -> None:
 
 
 class Intervention:
-    """Base: subclasses implement `_apply_online`; `apply` adds the shared options."""
+    """Base: subclasses implement `_apply_online`; `apply` adds the shared options. One that
+    `needs_batch` (ReDo) reads replay states through `batch_source(batch_size)`, which the
+    scheduler hands it (`ResetScheduler.set_batch_source`)."""
+
+    needs_batch = False
+    batch_source = None
 
     def __init__(self, optimizer: str = "reset", target: str = "copy_online"):
         if optimizer not in OPTIMIZER_OPTIONS:
@@ -70,6 +75,10 @@ class Intervention:
         """target="fresh": online name -> (target tensor, its own fresh init); default: a reset."""
         for target, fresh in pairs.values():
             target.copy_(fresh)
+
+    def event_info(self) -> dict:
+        """What the last firing did, added to its event (ReDo: units recycled)."""
+        return {}
 
     def state_dict(self) -> dict:
         return {}
@@ -162,4 +171,5 @@ class HareTortoise(Intervention):
         torch._foreach_copy_(self.tortoise, [t.to(self.tortoise[0].device) for t in state["tortoise"]])
 
 
-INTERVENTIONS = {"reset": Reset, "shrink_perturb": ShrinkPerturb, "hare_tortoise": HareTortoise}
+# every intervention by config name: plasticity/registry.py (ReDo lives in plasticity/redo.py)
+BASIC = {"reset": Reset, "shrink_perturb": ShrinkPerturb, "hare_tortoise": HareTortoise}

@@ -12,27 +12,17 @@ import copy
 
 import torch
 
+from plasticity.forward_calls import record_calls
+
 
 def module_inputs(agent, module_name: str, batch):
     """(args, kwargs) of the first call of `agent.<module_name>` in an update on `batch`,
-    taken on a copy of the agent (the agent itself is not updated)."""
-    clone = copy.deepcopy(agent)
-    seen = []
-
-    def record(module, args, kwargs):
-        if not seen:
-            seen.append((tuple(a.detach() if torch.is_tensor(a) else a for a in args),
-                         {k: v.detach() if torch.is_tensor(v) else v for k, v in kwargs.items()}))
-    handle = clone.get_submodule(module_name).register_forward_pre_hook(record, with_kwargs=True)
-    try:
-        with clone.eager_updates():  # a compiled graph calls no module hook
-            clone.update(batch)
-    finally:
-        handle.remove()
-    if not seen:
+    taken on a copy of the agent (plasticity/forward_calls.py; the agent is not updated)."""
+    calls = record_calls(agent, batch, [module_name])
+    if not calls:
         raise ValueError(f"the probe's module '{module_name}' is not called in an update of "
                          f"{type(agent).__name__}")
-    return seen[0]
+    return calls[0].args, calls[0].kwargs
 
 
 def trainability_probe(agent, module_name: str, batch, steps: int, lr: float = 1e-3,

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from plasticity.groups import resolve_group
-from plasticity.interventions import INTERVENTIONS, Intervention
+from plasticity.interventions import Intervention
+from plasticity.registry import INTERVENTIONS
 from plasticity.regen import REGULARIZERS
 
 UNITS = ("updates", "env_steps", "switch", "task_switch")
@@ -86,6 +87,13 @@ class ResetScheduler:
         for reg, patterns in regularizers:
             reg.bind(agent, resolve_group(agent, patterns))
 
+    def set_batch_source(self, source) -> None:
+        """`source(batch_size)` -> a replay batch (or None while the replay is empty), for the
+        interventions that read states when they fire (ReDo)."""
+        for rule in self.rules:
+            if rule.intervention.needs_batch:
+                rule.intervention.batch_source = source
+
     def after_update(self, updates: int, env_steps: int) -> list[dict]:
         for rule in self.rules:
             rule.intervention.on_update()
@@ -112,7 +120,7 @@ class ResetScheduler:
                 rule.fired += 1
                 event = {"rule": rule.name, "intervention": type(rule.intervention).__name__,
                          "group": list(rule.patterns), "updates": updates, "env_steps": env_steps,
-                         "restart_schedules": rule.restart_schedules}
+                         "restart_schedules": rule.restart_schedules, **rule.intervention.event_info()}
                 self.agent.on_reset(event)
                 self.events.append(event)
                 fired.append(event)

@@ -14,12 +14,11 @@ extended run goes on with the next task."""
 from __future__ import annotations
 
 from plasticity.probe import trainability_probe
-from replay import UniformSampler
 from runner.evaluate import evaluate, summarize
 from runner.seeding import derived_seed
+from runner.side_batch import PROBE_STREAM, side_batch
 
 REPLAY_AT_SWITCH = ("keep", "clear")
-PROBE_STREAM = 5  # derived_seed(seed, PROBE_STREAM, env step): the probe's batch and targets
 
 
 class TaskSwitches:
@@ -68,8 +67,7 @@ def probe(trainer) -> dict:
     stream is left alone)."""
     diag, c = trainer.cfg["diagnostics"], trainer.counters
     seed = derived_seed(trainer.cfg["seed"], PROBE_STREAM, c["env_steps"])
-    request = trainer.agent.replay_request(trainer.cfg["agent"]["batch_size"])
-    batch = trainer.buffer.sample_with(UniformSampler(trainer.device, seed), request)
+    batch = side_batch(trainer, seed, trainer.cfg["agent"]["batch_size"])
     return trainability_probe(trainer.agent, diag.get("probe_module", "critic"), batch,
                               diag["probe_steps"], diag.get("probe_lr", 1e-3), seed)
 

@@ -19,6 +19,7 @@ from agents.serialization import remove_orphan_temps
 from envs.snapshot import env_snapshot, restore_env_snapshot
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from runner.nonfinite import NonFiniteGuard
+from runner.side_batch import STATISTICS_STREAM, side_batch, side_seed
 from runner.continual import TaskSwitches, every_task_returns, set_task, switch_task
 from runner.loop_state import Episode, run_budgets
 from runner.progress import RunClock, duration, estimate_message
@@ -56,6 +57,9 @@ class Trainer:
         plasticity, diag = cfg["plasticity"], cfg["diagnostics"]
         self.scheduler = build_scheduler(self.agent, plasticity["rules"], plasticity.get("regularizers"),
                                          run_budgets(cfg))
+        # ReDo scores units on replay states drawn off the training stream (runner/side_batch.py)
+        self.scheduler.set_batch_source(
+            lambda size: side_batch(self, side_seed(self, STATISTICS_STREAM), size))
         self.diagnostics = Diagnostics(self.agent, diag["groups"], diag["every"], diag["tau"],
                                        diag["srank_delta"])
         self.counters = {"env_steps": 0, "updates": 0, "episodes": 0, "wall_time": 0.0,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import inspect
 from functools import lru_cache
 
-from plasticity.interventions import (INTERVENTIONS, OPTIMIZER_OPTIONS, SOURCE_OPTIONS,
-                                      TARGET_OPTIONS)
+from plasticity.interventions import OPTIMIZER_OPTIONS, SOURCE_OPTIONS, TARGET_OPTIONS
+from plasticity.registry import INTERVENTIONS
 from plasticity.regen import REGULARIZERS
 from plasticity.scheduler import UNITS
 from runner.validate_common import Errors, brief, int_ge, is_bool, is_int, num_in, passes
@@ -30,6 +30,9 @@ PARAMETERS = {
     "source": (lambda v: v in SOURCE_OPTIONS, f"one of {list(SOURCE_OPTIONS)} (phi: a fresh init or theta_0)"),
     "tortoise_ema": (num_in(0, 1), "a number in [0, 1] (the tortoise's EMA weight on its old value)"),
     "coef": (num_in(0, float("inf")), "a number >= 0"),
+    "tau": (num_in(0, 1), "a number in [0, 1] (ReDo: a unit is dormant when its normalised score <= tau)"),
+    "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   "an integer >= 1 (ReDo: replay states scored per firing)"),
 }
 
 

@@ -84,8 +84,10 @@ CASES = [
     (["+plasticity.intervall=5"], "plasticity: unknown keys ['intervall']"),
     (["+lr=0.1"], "unknown keys ['lr']"),
     # plasticity presets and rules, before anything is built
-    (["plasticity=head_reset", "plasticity.rules.0.intervention=redo"],
-     "plasticity.rules[0].intervention = 'redo': must be one of"),
+    (["plasticity=head_reset", "plasticity.rules.0.intervention=redo_v2"],
+     "plasticity.rules[0].intervention = 'redo_v2': must be one of"),
+    (["plasticity=redo", "plasticity.tau=2"], "plasticity.rules[0].tau = 2: must be a number in [0, 1]"),
+    (["plasticity=redo", "agent.activation=crelu"], "CReLU (actor.trunk.1, actor.trunk.3, critic.trunk.1"),
     (["plasticity=head_reset", "plasticity.unit=episodes"],
      "plasticity.rules[0].unit = 'episodes': must be one of ['updates', 'env_steps', 'switch', 'task_switch']"),
     (["plasticity=head_reset", "plasticity.every=0"], "plasticity.rules[0].every = 0"),

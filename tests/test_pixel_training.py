@@ -47,7 +47,7 @@ def test_drq_trains_on_real_dmc_pixels_and_records_a_video(tmp_path):
 BBF = ("agent=bbf", "env=atari/pong", "agent.batch_size=4", "agent.buffer_size=2000",
        "agent.width_scale=1", "agent.hidden_dims=[32]", "agent.spr_horizon=2", "agent.replay_ratio=1",
        "train.total_steps=160", "train.learning_starts=100", *BASE)
-PRESETS = ["head_reset", "shrink_perturb", "hare_tortoise", "reset_but_encoder", "full_reset", "regen"]
+PRESETS = ["head_reset", "shrink_perturb", "hare_tortoise", "reset_but_encoder", "full_reset", "regen", "redo"]
 
 
 @pytest.mark.parametrize("agent, preset", [(a, p) for a in ("drq", "drq_atari", "bbf") for p in PRESETS]
@@ -64,7 +64,8 @@ def test_every_preset_applies_to_pixel_agents(tmp_path, preset, agent):
     trainer.train()
     if preset != "regen":
         rules = len(trainer.scheduler.rules)  # bbf: 2 rules, bbf_hare_tortoise: 3, others 1
-        assert [e["updates"] for e in trainer.scheduler.events] == [20] * rules
+        fired = [20, 40] if preset == "redo" else [20]  # ReDo fires to the end (no_reset_within 0)
+        assert [e["updates"] for e in trainer.scheduler.events] == fired * rules
 
 
 def test_pixel_run_resumes_bitwise_identical(tmp_path):

@@ -228,7 +228,7 @@ def test_build_scheduler_from_config_and_its_errors():
                                          every=10, shrink=0.5, perturb=0.5, target="fresh")])
     assert isinstance(sched.rules[0].intervention, ShrinkPerturb) and sched.rules[0].trigger.every == 10
     with pytest.raises(ValueError, match="allowed"):
-        build_scheduler(agent, [dict(intervention="redo", groups=["critic.*"], unit="updates", every=1)])
+        build_scheduler(agent, [dict(intervention="redo_v2", groups=["critic.*"], unit="updates", every=1)])
     with pytest.raises(ValueError, match="unit"):
         build_scheduler(agent, [dict(intervention="reset", groups=["critic.*"], unit="episodes", every=1)])
 

@@ -234,6 +234,8 @@ TABLE = {
                       "bbf": ("critic.encoder", *SPR)},
     "regen": {"sac": (A, C), "rlpd": (A, C), "iql": (A, C), "drq": (A, C, E), "drq_atari": (C, E),
               "bbf": ("critic.encoder", *SPR)},
+    "redo": {"sac": (A, C), "rlpd": (A, C), "iql": (A, C), "drq": (A, C, E), "drq_atari": (C, E),
+             "bbf": ("critic.encoder", *SPR)},
     "bbf": {"bbf": SPR[1:] + ("critic.encoder", "critic.transition_model")},
     "bbf_hare_tortoise": {"bbf": ("critic.encoder", *SPR)},
 }

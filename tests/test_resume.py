@@ -27,6 +27,7 @@ EVERY_250 = ("plasticity.unit=updates", "plasticity.every=250")
 
 @pytest.mark.parametrize("preset, extra", [
     ("none", ()), ("shrink_perturb", EVERY_250), ("hare_tortoise", EVERY_250),
+    ("redo", ("plasticity.every=250", "plasticity.tau=0.5")),  # its side batch and fresh draws
     ("regen", ("plasticity.coef=0.01", "train.priming_updates=50", "diagnostics.every=100"))])
 def test_interrupted_run_resumes_bitwise_identical(tmp_path, preset, extra):
     # resets every 250 updates: some before the interruption at step 600, some after

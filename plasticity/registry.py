@@ -1,0 +1,5 @@
+"""Every intervention by the name a rule's `intervention:` gives it."""
+from plasticity.interventions import BASIC
+from plasticity.redo import ReDo
+
+INTERVENTIONS = {**BASIC, "redo": ReDo}
