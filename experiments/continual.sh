@@ -4,7 +4,8 @@
 # dimensions and may negate the action (envs/sequence.py; task 0 is the plain env). Replay
 # ratio 4, 2x64 MLPs, the replay kept across switches. 7 arms x 5 seeds = 35 runs; the reset-type
 # arms fire at every switch (unit task_switch). A trainability probe (200 Adam steps of a critic
-# copy on random targets) runs at each switch. ~1.5 h with 2 jobs on 2 CPU cores.
+# copy on random targets) runs at each switch. A control clears the replay at every switch
+# (none and full reset). 45 runs, ~75 min with 2 jobs on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/continual}
@@ -18,4 +19,9 @@ COMMON="env=gym/pendulum env.sequence={every:3000,tasks:6,perturb:[permute_obs,n
 python train.py -m $COMMON plasticity=none,regen,crelu hydra.sweep.dir=$OUT/plain
 python train.py -m $COMMON plasticity=full_reset,head_reset,shrink_perturb,hare_tortoise \
     ++plasticity.unit=task_switch ++plasticity.every=1 hydra.sweep.dir=$OUT/at_switch
+# control: the replay cleared at every switch, so old tasks' transitions cannot interfere; with a
+# full reset this is a fresh agent on every task
+python train.py -m $COMMON ++env.sequence.replay=clear \
+    plasticity=none,full_reset ++plasticity.unit=task_switch ++plasticity.every=1 \
+    hydra.sweep.dir=$OUT/replay_cleared
 python -m runner.report $OUT
