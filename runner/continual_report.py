@@ -8,7 +8,10 @@ A run that switches task every K env steps is cut into segments, one per task it
           Dohare et al. 2024 and Abbas et al. 2023)
 Every task of the default perturbations (envs/sequence.py) is the same problem relabelled, so a
 fresh agent scores alike on each: a plain agent whose later segments fall below its first has
-lost plasticity. `later - first` is, per run, the mean over segments 2..n minus segment 1.
+lost plasticity. `later tasks` is, per run, the mean over segments 2..n, and `later - first` that
+minus segment 1 (segment 1 also holds the random warm-up steps, so compare `later tasks` across
+configurations, e.g. with a fresh agent per task: a full reset at every switch with the replay
+cleared).
 Per configuration: the mean over runs with a 95% bootstrap CI (rliable's stratified bootstrap,
 runner/scores.py), and the trainability probe's fit ratio at each switch (probe/<module>/fit_ratio,
 mean over runs; plasticity/probe.py: higher = the network fits new targets less well).
@@ -56,7 +59,8 @@ def continual_rows(groups, reps: int = 2000, seed: int = 0, score: str = "mean")
         per_run = [segment_scores(r.summary, int(r.config[EVERY_KEY]))[score] for r in g.runs]
         n = min(len(s) for s in per_run)
         matrix = np.array([s[:n] for s in per_run])  # [runs, segments]
-        drop = matrix[:, 1:].mean(axis=1) - matrix[:, 0] if n > 1 else None
+        later = matrix[:, 1:].mean(axis=1) if n > 1 else None  # [runs]
+        drop = later - matrix[:, 0] if n > 1 else None
         probes: dict[int, list[float]] = {}
         for r in g.runs:
             for (_, metric), (steps, values) in read_diagnostics(r.path, ("fit_ratio",), "probe/").items():
@@ -64,6 +68,7 @@ def continual_rows(groups, reps: int = 2000, seed: int = 0, score: str = "mean")
                     probes.setdefault(int(step), []).append(float(value))
         rows.append({"label": g.label, "runs": len(g.runs),
                      "segments": [_estimate(matrix[:, k], reps, seed) for k in range(n)],
+                     "later": _estimate(later, reps, seed) if later is not None else None,
                      "drop": _estimate(drop, reps, seed) if drop is not None else None,
                      "probe": {s: float(np.mean(v)) for s, v in sorted(probes.items())}})
     return rows
@@ -73,12 +78,12 @@ def continual_markdown(rows: list[dict], score: str = "mean") -> str:
     n = max(len(r["segments"]) for r in rows)
     what = "mean of the segment's evaluations" if score == "mean" else "eval return at the segment's end"
     lines = [f"## Continual: return per task segment ({what}), mean over runs [95% CI]", "",
-             "| configuration | runs | " + " | ".join(f"task {k + 1}" for k in range(n)) + " | later - first |",
-             "|---|---|" + "---|" * (n + 1)]
+             "| configuration | runs | " + " | ".join(f"task {k + 1}" for k in range(n)) + " | later tasks | later - first |",
+             "|---|---|" + "---|" * (n + 2)]
     for r in rows:
         cells = [_cell(e) for e in r["segments"]] + [""] * (n - len(r["segments"]))
         lines.append(f"| {r['label']} | {r['runs']} | " + " | ".join(cells)
-                     + f" | {_cell(r['drop']) if r['drop'] else ''} |")
+                     + f" | {_cell(r['later']) if r['later'] else ''} | {_cell(r['drop']) if r['drop'] else ''} |")
     steps = sorted({s for r in rows for s in r["probe"]})
     if steps:
         lines += ["", "Trainability probe: fit ratio (loss after / before fitting random targets; "

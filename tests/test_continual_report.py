@@ -37,6 +37,7 @@ def test_later_minus_first_per_run_with_its_ci():
     [row] = continual_rows([Group("g", {}, runs)], reps=200)
     # run k: segments first, first + 10(k+1), first + 20(k+1): later - first = 15(k+1)
     assert row["drop"][0] == pytest.approx(np.mean([15.0, 30.0, 45.0]))
+    assert row["later"][0] == pytest.approx(np.mean([-100 + 15.0, -200 + 30.0, -300 + 45.0]))
     assert row["drop"][1] <= row["drop"][0] <= row["drop"][2]
     assert [s[0] for s in row["segments"]] == pytest.approx([-200.0, -180.0, -160.0])
     assert row["probe"] == {}
