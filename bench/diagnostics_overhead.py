@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from agents import make_agent
-from envs import make_env
-from plasticity.diagnostics import Diagnostics
-from replay import ReplayBuffer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SAC_CFG = dict(name="sac", hidden_dims=[256, 256], num_critics=2, lr=3e-4, tau=0.005)
+from agents import make_agent  # noqa: E402
+from bench.sac_throughput import SAC_CFG, random_replay  # noqa: E402
+from envs import make_env  # noqa: E402
+from plasticity.diagnostics import Diagnostics  # noqa: E402
 
 
 def main() -> None:
@@ -35,14 +37,7 @@ def main() -> None:
 
     env = make_env(args.env, seed=0)
     agent = make_agent(SAC_CFG, env.observation_space, env.action_space, device)
-    buffer = ReplayBuffer.for_spaces(10_000, env.observation_space.shape, env.action_space.shape,
-                                     device=device)
-    obs, _ = env.reset(seed=0)
-    for _ in range(2_000):
-        action = env.action_space.sample()
-        next_obs, reward, term, trunc, _ = env.step(action)
-        buffer.add(obs, action, reward, next_obs, term, trunc)
-        obs = env.reset()[0] if term or trunc else next_obs
+    buffer = random_replay(env, device=device)
     diagnostics = Diagnostics(agent, groups=None, every=1)
 
     def plain():

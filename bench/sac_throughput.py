@@ -43,6 +43,19 @@ from replay import ReplayBuffer  # noqa: E402
 SAC_CFG = dict(name="sac", hidden_dims=[256, 256], num_critics=2, lr=3e-4, tau=0.005)
 
 
+def random_replay(env, steps: int = 2000, capacity: int = 10_000, device="cpu") -> ReplayBuffer:
+    """A replay buffer holding `steps` uniform-random transitions of `env` (seeded reset 0)."""
+    buffer = ReplayBuffer.for_spaces(capacity, env.observation_space.shape, env.action_space.shape,
+                                     device=device)
+    obs, _ = env.reset(seed=0)
+    for _ in range(steps):
+        action = env.action_space.sample()
+        next_obs, reward, term, trunc, _ = env.step(action)
+        buffer.add(obs, action, reward, next_obs, term, trunc)
+        obs = env.reset()[0] if term or trunc else next_obs
+    return buffer
+
+
 def default_modes(device) -> str:
     """Every mode the device runs: `cudagraphs` only on CUDA."""
     return "none,compile,cudagraphs" if torch.device(device).type == "cuda" else "none,compile"

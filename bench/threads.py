@@ -24,18 +24,11 @@ if threads != "default":
     torch.set_num_threads(int(threads))
 sys.path.insert(0, {root!r})
 from agents import make_agent
-from bench.sac_throughput import SAC_CFG
+from bench.sac_throughput import SAC_CFG, random_replay
 from envs import make_env
-from replay import ReplayBuffer
 env = make_env("gym:Pendulum-v1", seed=0)
 agent = make_agent(dict(SAC_CFG), env.observation_space, env.action_space, "cpu")
-buffer = ReplayBuffer.for_spaces(10_000, env.observation_space.shape, env.action_space.shape)
-obs, _ = env.reset(seed=0)
-for _ in range(2000):
-    action = env.action_space.sample()
-    nxt, r, term, trunc, _ = env.step(action)
-    buffer.add(obs, action, r, nxt, term, trunc)
-    obs = env.reset()[0] if term or trunc else nxt
+buffer = random_replay(env)
 for _ in range(50):
     agent.update(buffer.sample(256))
 n, start = 0, time.perf_counter()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: tensor fields have no truth value
 class Call:
     name: str  # the module's name in the agent
     args: tuple
