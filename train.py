@@ -21,6 +21,8 @@ import runner.resolvers  # noqa: F401  (registers the configs' resolvers)
 from runner.nonfinite import NonFiniteError
 from runner.cli_groups import check_group_choices
 from runner.signals import Interrupted, hand_over
+from runner.group_start import is_group_dir, prepare_group
+from runner.members import MembersError, wanted
 from runner.start import REFUSED, RunFinished, prepare_run
 
 
@@ -60,8 +62,11 @@ def run(cfg: DictConfig) -> None:
     except OmegaConfBaseException as err:  # e.g. an override interpolating a missing key
         _fail(f"the config does not resolve: {str(err).splitlines()[0]}", made)
     try:
-        trainer = prepare_run(config, hydra_cfg.overrides.task, run_dir, hydra_cfg)
-    except REFUSED as err:
+        if wanted(config) or is_group_dir(config.get("resume")):  # many members in this process
+            trainer = prepare_group(config, hydra_cfg.overrides.task, run_dir, _compose, hydra_cfg)
+        else:
+            trainer = prepare_run(config, hydra_cfg.overrides.task, run_dir, hydra_cfg)
+    except REFUSED + (MembersError,) as err:
         _fail(str(err), made)
     except RunFinished as done:  # resume=auto on a finished run (a job started again)
         print(done)
@@ -76,9 +81,16 @@ def run(cfg: DictConfig) -> None:
         _fail(str(err), None, NON_FINITE)
     except WriteError as err:
         _fail(str(err), None, WRITE_FAILED)
+    for name, member in zip(getattr(trainer, "names", []), summary.get("members", [])):
+        print(f"  {name}: final eval return {member['final_eval_return']:.1f}")
     print(f"run dir: {trainer.run_dir}\nenv steps {summary['env_steps']}, updates {summary['updates']}, "
           f"final eval return {summary['final_eval_return']:.1f}, "
           f"{summary['updates_per_s']:.1f} updates/s")
+
+
+def _compose(overrides: list[str]) -> dict:
+    """The resolved config of `python train.py <overrides>` (a group's members)."""
+    return OmegaConf.to_container(hydra.compose(config_name="train", overrides=overrides), resolve=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ and may override, where the defaults below do not fit:
     hparam_rules                                 checks of hyperparameters agents/hparams.py lacks
     initial_value(name)                          fresh values of a bare agent-level parameter
     training_state / load_training_state         counters beyond weights and optimizer states
+    member_body, member_update_key               an update body for many members at once
+                                                 (agents/members.py; SAC, RLPD)
 
 It never contains reset logic: interventions come from the scheduler (plasticity/). A new agent is
 one file and one `register_agent` call (agents/__init__.py); tests/test_agent_contract.py plugs a
@@ -70,6 +72,9 @@ class Agent(nn.Module, metaclass=ABCMeta):
     speed_mode: str = "none"
     _graphed: CapturedUpdate | None = None
     _eager: bool = False  # inside `eager_updates()`
+    # members (agents/members.py): an update body over `FunctionalOps`-like ops, and
+    # `member_update_key()` counting an update and giving its key; None: no members
+    member_body = None
 
     @abstractmethod
     def act(self, obs, deterministic: bool = False):

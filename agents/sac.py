@@ -125,12 +125,25 @@ class SAC(Agent):
     def update(self, batch) -> UpdateResult:
         """One gradient step on critic, actor and temperature, then the target EMA
         (one compiled graph with `compile`, unless an optimizer has step hooks)."""
+        return UpdateResult(self._run_update(self._next_due(), batch))
+
+    def _next_due(self) -> tuple[bool, bool]:
+        """Count this update; (actor due, target due). RLPD: the actor and alpha once per
+        `actor_update_every` critic updates; Kostrikov's DrQ: actor and target every 2nd update."""
         self._update_calls += 1
-        # RLPD: the actor and alpha once per `actor_update_every` critic updates; Kostrikov's DrQ:
-        # actor and target every 2nd update
-        return UpdateResult(self._run_update((self._update_calls % self.actor_update_every == 0,
-                                              self._update_calls % self.target_update_every == 0),
-                                             batch))
+        return (self._update_calls % self.actor_update_every == 0,
+                self._update_calls % self.target_update_every == 0)
+
+    @property
+    def member_body(self):
+        """The update body members run over stacked tensors (agents/members.py): SAC's own,
+        which its subclasses with other losses (DrQ) do not have."""
+        return self._compiled_body if type(self)._compiled_body is SAC._compiled_body \
+            and type(self).critic_loss is SAC.critic_loss else None
+
+    def member_update_key(self) -> tuple:
+        """Count this update; the key of `member_body` (actor due, target due, tau)."""
+        return (*self._next_due(), self.tau)
 
     def _update_step(self, due: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
         actor_due, target_due = due

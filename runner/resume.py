@@ -44,6 +44,12 @@ def resume_config(run_dir, composed: dict, overrides: list[str]) -> dict:
     run_dir = check_run_dir(run_dir)
     saved = read_saved_config(run_dir)
     env_steps = checkpoint_env_steps(run_dir / CHECKPOINT_NAME, f"resume={run_dir}")
+    return merge_resume(run_dir, saved, composed, overrides, env_steps)
+
+
+def merge_resume(run_dir, saved: dict, composed: dict, overrides: list[str], env_steps: int) -> dict:
+    """`saved` (a run's config) with the keys `overrides` set taken from `composed`; refused if
+    that changes what the checkpoint (at `env_steps`) was trained with, or trains nothing."""
     saved = _with_missing_keys(saved, composed)
     merged = copy.deepcopy(saved)
     for override in overrides:

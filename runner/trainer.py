@@ -28,7 +28,9 @@ from runner.evaluate import evaluate, summarize
 from runner.logger import RunLogger
 from runner.video import record_eval_video
 from runner.offline import attach_offline, load_pretrained, reward_transform
-from runner.seeding import derived_seed, rng_state, seed_everything, set_rng_state
+from runner.seeding import RngStream, derived_seed, rng_state, seed_everything, set_rng_state
+
+EXPLORE_STREAM = 8  # derived_seed(seed, EXPLORE_STREAM): the policy's draws while collecting
 from runner.validate import ConfigError, resolve_device, validate_config
 
 
@@ -65,6 +67,8 @@ class Trainer:
         self.counters = {"env_steps": 0, "updates": 0, "episodes": 0, "wall_time": 0.0,
                          "last_checkpoint": 0, "mid_episode": False, "switches": 0}
         self.eval_history: list[dict] = []
+        self.explore = RngStream(derived_seed(seed, EXPLORE_STREAM), self.device)
+        self.grouped = False  # a member of a group (runner/group.py), which checkpoints for it
         self.guard = NonFiniteGuard(self.agent, self.device)
         sequence = env_cfg.get("sequence")  # continual RL (runner/continual.py)
         self.switches = TaskSwitches(sequence, cfg["train"]["total_steps"]) if sequence else None
@@ -83,6 +87,7 @@ class Trainer:
                 "replay": self.buffer.state_dict(), "rng": rng_state(),
                 "scheduler": self.scheduler.state_dict(),
                 "action_space_rng": self.env.action_space.np_random.bit_generator.state,
+                "explore_rng": self.explore.state_dict(),
                 "counters": dict(self.counters), "eval_history": list(self.eval_history),
                 "env_state": env_state, "loop": loop if env_state is not None else None}
 
@@ -101,11 +106,16 @@ class Trainer:
 
     def restore(self, path=None) -> None:
         """Continue from a checkpoint (default: this run's). Refuses incompatible configs."""
-        state = load_checkpoint(path or self.run_dir / CHECKPOINT_NAME, self.cfg, self.device)
+        self.restore_state(load_checkpoint(path or self.run_dir / CHECKPOINT_NAME, self.cfg, self.device))
+
+    def restore_state(self, state: dict) -> None:
+        """Continue from a loaded checkpoint's state (`state()`'s dict)."""
         self.agent.load_training_state(state["agent"])
         self.buffer.load_state_dict(state["replay"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.env.action_space.np_random.bit_generator.state = state["action_space_rng"]
+        if "explore_rng" in state:  # checkpoints written before the exploration stream lack it
+            self.explore.load_state_dict(state["explore_rng"])
         self.counters.update(state["counters"])
         self.eval_history = list(state["eval_history"])
         set_rng_state(state["rng"])
@@ -223,7 +233,8 @@ class Trainer:
         if c["env_steps"] < t["learning_starts"]:
             action = self.env.action_space.sample()
         else:
-            action = self.agent.act(episode.obs)
+            with self.explore.active():
+                action = self.agent.act(episode.obs)
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         self.buffer.add(episode.obs, action, self.reward_transform(reward), next_obs, terminated, truncated)
         episode.obs, episode.running = next_obs, True
@@ -266,8 +277,8 @@ class Trainer:
             logger.scalars("train", {"episode_return": episode.ret}, step)
             episode.ret = 0.0
         stopping = stop_at is not None and step >= stop_at and game_over
-        if stopping or (game_over and t["checkpoint_every"]
-                        and step - c["last_checkpoint"] >= t["checkpoint_every"]):
+        due = game_over and t["checkpoint_every"] and step - c["last_checkpoint"] >= t["checkpoint_every"]
+        if (stopping or due) and not self.grouped:  # a group checkpoints its members itself
             self._add_wall_time()
             self.save()
         if not stopping:
@@ -328,13 +339,21 @@ class Trainer:
 
     def _update(self, logger: RunLogger) -> dict:
         """One gradient update, then the scheduler; diagnostics on every K-th update."""
-        c = self.counters
-        due = self.diagnostics.due(c["updates"] + 1)
+        due = self.diagnostics.due(self.counters["updates"] + 1)
         with self.diagnostics.capture(due):
-            # what the agent asks for (BBF: sequences, an annealed n, importance weights)
-            batch = self.buffer.sample_request(self.agent.replay_request(self.cfg["agent"]["batch_size"]))
+            batch = self._sample()
             metrics = self.agent.update(batch)
-        if metrics.priorities is not None:  # [B] new priorities of the sampled slots (PER)
+        return self._after_update(logger, batch, metrics, due)
+
+    def _sample(self):
+        """What the agent asks for (BBF: sequences, an annealed n, importance weights)."""
+        return self.buffer.sample_request(self.agent.replay_request(self.cfg["agent"]["batch_size"]))
+
+    def _after_update(self, logger: RunLogger, batch, metrics, due: bool) -> dict:
+        """An update's bookkeeping: priorities, the NaN guard, the count, the diagnostics
+        (`due`: measured on this update), the scheduler."""
+        c = self.counters
+        if getattr(metrics, "priorities", None) is not None:  # [B] new priorities of the sampled slots (PER)
             self.buffer.update_priorities(batch.idx, metrics.priorities)
         self.guard.observe(metrics)
         c["updates"] += 1

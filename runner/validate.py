@@ -11,6 +11,7 @@ from agents import AGENTS, TRAINER_KEYS
 from agents.hparams import RULES, hparam_problems
 from agents.acceleration import COMPILE_MODES
 from envs import EnvIdError, check_env_id
+from runner.members import validate_members
 from runner.validate_common import (Errors, brief, check, finite, int_ge, is_bool, is_int, num_in)
 from runner.validate_continual import validate_continual
 from runner.validate_files import validate_files
@@ -51,6 +52,7 @@ def validate_config(cfg: dict) -> None:
     _validate_offline(e, cfg)
     _validate_logger(e, cfg)
     validate_continual(e, cfg)
+    validate_members(e, cfg)
     defaults = base_defaults()
     check_types(e, "", cfg, defaults[""])
     for section in ("train", "offline", "diagnostics", "logger"):

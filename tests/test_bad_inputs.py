@@ -20,6 +20,11 @@ from tests.conftest import TINY, make_config
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ("resume={run}",)
 CASES = [
+    # members (runner/members.py)
+    (["members.seeds=[0,0]"], "members.seeds = [0, 0]: must be a non-empty list of distinct integers"),
+    (["members.seeds=[0,1]", "members.vary={{agent.tau:[0.01,0.02]}}"],  # {{ }}: filled by str.format
+     "members.vary.agent.tau: agent.tau may not differ between members"),
+    (["members.seeds=[0]", "logger.wandb=true"], "logger.wandb = true is not supported with members"),
     # values: ranges, choices, types (booleans included), inf and nan
     (["agent.replay_ratio=0"], "agent.replay_ratio = 0: must be an integer >= 1"),
     (["agent.replay_ratio=1.5"], "agent.replay_ratio = 1.5"),

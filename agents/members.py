@@ -1,0 +1,200 @@
+"""M agents trained as one vectorized computation ("members": many seeds and settings in one
+process; README "Many seeds in one process").
+
+Every parameter, buffer and optimizer state tensor of the M agents is stored once, stacked with a
+leading member dimension [M, ...]; each agent's own tensors become views `stacked[k]` of it
+(`MemberStack.bind`). So each member stays an ordinary agent: the trainer acts with it, the reset
+scheduler edits its parameters and Adam moments in place (which edits slice k of the stack and
+nothing else), checkpoints save it. An update is the agent's update body (the one its `compile`
+mode traces, e.g. SAC `_compiled_body`) run once over the stack by `MemberOps`: each loss is
+`torch.func.vmap` of `functional_call(template, member tensors, loss)` with its gradient from
+`torch.func.grad`, and Adam is applied to the stacked tensors with a per-member step count and
+learning rate. No Python loop over members runs in the update.
+
+Random draws in the update (the policy's noise, a target-critic subset) come from the process's
+generator, M at a time (`vmap(randomness="different")`): member k's update noise is not the noise
+its single run would draw. Its env, exploration and replay-sampling streams are its own (the
+trainer's, tested in tests/test_members.py).
+"""
+from __future__ import annotations
+
+import torch
+from torch.func import functional_call, grad, vmap
+
+SHARED_SETTINGS = ("betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
+
+
+class MemberError(ValueError):
+    """Agents that cannot be stacked (different structure, optimizer or settings)."""
+
+
+class MemberStack:
+    """The M agents' tensors stacked; `update(batches)` is one update of every member."""
+
+    def __init__(self, agents: list, mode: str = "none"):
+        if not agents:
+            raise MemberError("no members")
+        self.agents, self.template = list(agents), agents[0]
+        body = getattr(self.template, "member_body", None)
+        if body is None:
+            raise MemberError(f"{type(self.template).__name__} has no vectorized update body "
+                              "(members support SAC and RLPD)")
+        self.body = body
+        self._check_alike()
+        self.bind()
+        if mode not in ("none", "compile"):
+            raise MemberError(f"members speed mode '{mode}': allowed: none, compile")
+        from agents.members_compile import CompiledMembers
+        self._compiled = CompiledMembers(self) if mode == "compile" else None
+
+    def _check_alike(self) -> None:
+        first = self._shapes(self.template)
+        for k, agent in enumerate(self.agents[1:], 1):
+            if type(agent) is not type(self.template) or self._shapes(agent) != first:
+                raise MemberError(f"member {k} differs in structure from member 0 (members may "
+                                  "differ in values only, never in tensor shapes)")
+            for name, opt in agent.optimizers.items():
+                for g, g0 in zip(opt.param_groups, self.template.optimizers[name].param_groups):
+                    for key in SHARED_SETTINGS:
+                        if g.get(key) != g0.get(key):
+                            raise MemberError(f"member {k}: optimizer '{name}' {key} = "
+                                              f"{g.get(key)}, member 0 has {g0.get(key)}")
+
+    @staticmethod
+    def _shapes(agent) -> list:
+        tensors = {**dict(agent.named_parameters()), **dict(agent.named_buffers())}
+        return [(n, tuple(t.shape), t.dtype) for n, t in tensors.items()] + \
+            [(name, [len(g["params"]) for g in opt.param_groups]) for name, opt in agent.optimizers.items()]
+
+    # ------------------------------------------------------------- storage
+    @torch.no_grad()
+    def bind(self) -> None:
+        """Stack every member's tensors and make each member's tensors views of the stack.
+        Called at construction and after members load a checkpoint (which replaces optimizer
+        state tensors)."""
+        self.tensors: dict[str, torch.Tensor] = {}  # name -> [M, ...]
+        per_member = [{**dict(a.named_parameters()), **dict(a.named_buffers())} for a in self.agents]
+        for name in per_member[0]:
+            stacked = torch.stack([m[name].detach() for m in per_member])
+            for k, m in enumerate(per_member):
+                m[name].data = stacked[k]
+            self.tensors[name] = stacked
+        self.names = {id(t): n for n, t in per_member[0].items()}  # template tensor -> name
+        self.groups = {}  # optimizer -> [(settings, [param names], [(step, exp_avg, exp_avg_sq)])]
+        for opt_name, opt0 in self.template.optimizers.items():
+            self.groups[opt_name] = []
+            for g_index, g0 in enumerate(opt0.param_groups):
+                states = []
+                for p_index, p0 in enumerate(g0["params"]):
+                    members = [a.optimizers[opt_name] for a in self.agents]
+                    params = [o.param_groups[g_index]["params"][p_index] for o in members]
+                    states.append(self._stack_state(members, params))
+                settings = {k: g0.get(k, False) for k in SHARED_SETTINGS}
+                self.groups[opt_name].append((settings, [self.names[id(p)] for p in g0["params"]],
+                                              states, g_index))
+
+    @staticmethod
+    def _stack_state(optimizers, params) -> tuple:
+        """(step [M], exp_avg [M, ...], exp_avg_sq [M, ...]) of one parameter across members,
+        created as torch's Adam creates them where a member has not stepped yet."""
+        keys = ("step", "exp_avg", "exp_avg_sq")
+        for opt, p in zip(optimizers, params):
+            s = opt.state[p]
+            if not s:
+                s["step"] = torch.tensor(0.0, dtype=torch.float32, device=p.device)
+                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        out = []
+        for key in keys:
+            stacked = torch.stack([opt.state[p][key].detach().to(p.device) for opt, p in zip(optimizers, params)])
+            for k, (opt, p) in enumerate(zip(optimizers, params)):
+                opt.state[p][key] = stacked[k]
+            out.append(stacked)
+        return tuple(out)
+
+    def _learning_rates(self, opt_name: str, g_index: int) -> torch.Tensor:
+        """[M] the members' learning rates of one param group (they may differ)."""
+        lrs = [float(a.optimizers[opt_name].param_groups[g_index]["lr"]) for a in self.agents]
+        device = self.template.device
+        cached = getattr(self, "_lr_cache", {})
+        key = (opt_name, g_index, tuple(lrs))
+        if key not in cached:
+            cached[key] = torch.tensor(lrs, dtype=torch.float32, device=device)
+            self._lr_cache = cached
+        return cached[key]
+
+    # -------------------------------------------------------------- update
+    def update(self, batches: list) -> list[dict]:
+        """One update of every member on its own batch; returns each member's metrics."""
+        keys = [a.member_update_key() for a in self.agents]
+        if any(k != keys[0] for k in keys):
+            raise MemberError(f"members disagree on the update's key: {keys}")
+        batch = type(batches[0])(*[None if f is None else torch.stack(list(fs))
+                                   for f, fs in zip(batches[0], zip(*batches))])  # [M, B, ...]
+        if self._compiled is not None:  # one inductor graph (agents/members_compile.py)
+            metrics = self._compiled(keys[0], batch)
+        else:
+            metrics = self.body(keys[0], batch, MemberOps(self))
+        return [{name: value[k] for name, value in metrics.items()} for k in range(len(self.agents))]
+
+
+class MemberOps:
+    """`FunctionalOps` (agents/compile.py) over the stacked tensors: `step` vmaps a loss and its
+    gradient over members and applies Adam to the stack; `tensors` maps agent tensors to stacks."""
+
+    def __init__(self, stack: MemberStack):
+        self.stack = stack
+
+    def tensors(self, real) -> list[torch.Tensor]:
+        return [self.stack.tensors[self.stack.names[id(t)]] for t in real]
+
+    def step(self, loss: str, optimizer_names, *args) -> dict:
+        stack = self.stack
+        trained = {n for name in optimizer_names for _, names, _, _ in stack.groups[name] for n in names}
+        params = {n: stack.tensors[n] for n in trained}
+        fixed = {n: t for n, t in stack.tensors.items() if n not in trained}
+        template = stack.template
+
+        def member_loss(p, f, *member_args):
+            return functional_call(template, {**f, **p}, (loss, *member_args))
+
+        dims = tuple(_in_dims(a) for a in args)  # a batch's None fields are not mapped
+        grads, metrics = vmap(grad(member_loss, has_aux=True), in_dims=(0, 0, *dims),
+                              randomness="different")(params, fixed, *args)
+        with torch.no_grad():
+            for name in optimizer_names:
+                for settings, names, states, g_index in stack.groups[name]:
+                    lr = stack._learning_rates(name, g_index)
+                    for n, state in zip(names, states):
+                        _adam(stack.tensors[n], grads[n], state, lr, settings)
+        return metrics
+
+
+def _in_dims(arg):
+    """vmap's in_dims for one argument: 0, or per field of a batch (None where a field is None)."""
+    if isinstance(arg, tuple) and hasattr(arg, "_fields"):
+        return type(arg)(*[None if f is None else 0 for f in arg])
+    return 0
+
+
+def _adam(param, grad_, state, lr, settings: dict) -> None:
+    """torch.optim.Adam / AdamW's math on a stacked parameter [M, ...] with per-member step
+    counts [M] and learning rates [M] (the bias corrections of member k use its own step)."""
+    step, exp_avg, exp_avg_sq = state
+    if settings["amsgrad"] or settings["maximize"]:
+        raise MemberError("members support Adam / AdamW without amsgrad or maximize")
+    beta1, beta2 = settings["betas"]
+    shape = (-1,) + (1,) * (param.dim() - 1)  # [M] -> [M, 1, ...] broadcast over a member's tensor
+    step += 1
+    t, lr = step.view(shape), lr.view(shape)
+    wd = settings["weight_decay"]
+    if wd:
+        if settings["decoupled_weight_decay"]:
+            param.mul_(1 - lr * wd)
+        else:
+            grad_ = grad_.add(param, alpha=wd)
+    exp_avg.lerp_(grad_, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad_, grad_, value=1 - beta2)
+    bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
+    denom = (exp_avg_sq.sqrt() / bias2.sqrt()).add_(settings["eps"])
+    param.sub_(lr / bias1 * exp_avg / denom)

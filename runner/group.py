@@ -1,0 +1,214 @@
+"""A group: M members (runner/members.py) trained in one process, in lockstep.
+
+Each member is an ordinary `Trainer` (its env, replay buffer, exploration stream, reset
+scheduler, diagnostics, logger and run directory `<group dir>/members/<name>/`, which `report`
+and TensorBoard read as one run each). The group steps every member's env, then makes each of the
+`replay_ratio` updates as one vectorized update of all members (agents/members.py) on the batch
+each member drew from its own buffer, then gives every member its bookkeeping (scheduler,
+evaluation, logging). On a diagnostics update each member updates alone (eagerly, with hooks).
+One checkpoint, `<group dir>/checkpoint.pt`, holds every member (envs mid-episode included) and
+the process's RNG, so a group resumes bitwise on the CPU; `group.yaml` names the members.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from agents.base import UpdateResult
+from agents.members import MemberStack
+from agents.serialization import atomic_save, atomic_write_text, remove_orphan_temps
+from runner.checkpoint import CHECKPOINT_NAME, CheckpointError, MAY_CHANGE, config_differences, save_checkpoint
+from runner.continual import switch_task
+from runner.logger import RunLogger
+from runner.progress import RunClock
+from runner.seeding import derived_seed, rng_state, seed_everything, set_rng_state
+from runner.signals import Interrupted, StopRequests
+from runner.trainer import Trainer
+
+GROUP_NAME = "group.yaml"  # beside the group's checkpoint: the members' names and overrides
+GROUP_STREAM = 9  # derived_seed(first member's seed, GROUP_STREAM): the updates' and resets' draws
+
+
+class GroupTrainer:
+    """M members in lockstep; `members` = [(name, resolved config)] (runner/members.py)."""
+
+    def __init__(self, members: list[tuple[str, dict]], run_dir, spec: dict | None = None):
+        self.run_dir, self.names, self.spec = Path(run_dir), [n for n, _ in members], spec or {}
+        self.members = []
+        for name, cfg in members:  # each builds as its single run does, from its own seed
+            trainer = Trainer(cfg, self.run_dir / "members" / name)
+            trainer.grouped = True
+            self.members.append(trainer)
+        self.cfg = self.members[0].cfg  # train.*, the env and the agent's structure are shared
+        seed_everything(derived_seed(self.cfg["seed"], GROUP_STREAM))
+        self.stack = MemberStack([m.agent for m in self.members], self.members[0].agent.speed_mode)
+        self.stop = StopRequests()
+        self.run_dir_label = None
+
+    @property
+    def counters(self) -> dict:
+        return self.members[0].counters  # every member's env steps and updates are the same
+
+    # ------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        loops = [m._episode.as_loop() if m._episode.running else None for m in self.members]
+        return {"config": self.cfg, "counters": dict(self.counters), "names": self.names,
+                "rng": rng_state(), "members": [m.state(loop) for m, loop in zip(self.members, loops)]}
+
+    def save(self) -> bool:
+        """One checkpoint of every member (after the NaN guard of each). True if written."""
+        if not all(m._check_finite(checkpoint=True) for m in self.members):
+            return False
+        step = self.counters["env_steps"]
+        previous = self.counters["last_checkpoint"]
+        for m in self.members:
+            m._add_wall_time()
+            m.counters["last_checkpoint"], m.counters["mid_episode"] = step, m._episode.running
+        save_checkpoint(self.state(), self.run_dir / CHECKPOINT_NAME,
+                        self.cfg["train"].get("keep_checkpoints", 1),
+                        None if previous == step else previous)
+        return True
+
+    def restore(self) -> None:
+        """Continue from the group's checkpoint; each member's config must fit its saved one."""
+        path = self.run_dir / CHECKPOINT_NAME
+        if not path.is_file():
+            raise CheckpointError(f"no group checkpoint at {path}")
+        state = torch.load(path, map_location=self.members[0].device, weights_only=False)
+        if state.get("names") != self.names:
+            raise CheckpointError(f"{path} holds members {state.get('names')}, not {self.names}")
+        for m, saved in zip(self.members, state["members"]):
+            diffs = config_differences(saved["config"], m.cfg)
+            if diffs:
+                raise CheckpointError(f"{path}: member {m.run_dir.name} was written by another "
+                                      "config:\n  " + "\n  ".join(diffs) + "\n" + MAY_CHANGE)
+            m.restore_state(saved)
+        set_rng_state(state["rng"])  # the group's stream, after each member set its own
+        self.stack.bind()  # loading replaced the optimizers' state tensors
+
+    # ------------------------------------------------------------------ loop
+    def train(self, stop_at: int | None = None) -> dict:
+        """Train every member to train.total_steps; with `stop_at`, stop (checkpointed) at that
+        env step. A stop signal checkpoints and raises `Interrupted`."""
+        t = self.cfg["train"]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(
+            {"members": self.names, "spec": self.spec})), self.run_dir / GROUP_NAME)
+        for k, m in enumerate(self.members):
+            m.run_dir.mkdir(parents=True, exist_ok=True)
+            for tmp in remove_orphan_temps(m.run_dir, (CHECKPOINT_NAME, "agent.pt", "config.yaml", "summary.json")):
+                print(f"removed {tmp}, left by a write that was interrupted", file=sys.stderr)
+            atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(m.cfg)), m.run_dir / "config.yaml")
+            m.logger = RunLogger(m.run_dir, t["total_steps"], m.counters["env_steps"],
+                                 t["progress"] and k == 0, config=m.cfg, label=self.run_dir_label)
+        failed = True
+        try:
+            with self.stop:
+                summary = self._loop_until(stop_at)
+            failed = False
+            return summary
+        finally:
+            for m in self.members:
+                m.logger.close(failed)
+
+    def _loop_until(self, stop_at: int | None) -> dict:
+        t, c = self.cfg["train"], self.counters
+        for m in self.members:
+            m._wall = time.perf_counter()
+            m._window = (m._wall, m.counters["env_steps"], m.counters["updates"])
+            m._episode, m._metrics = m._start_episode(), {}
+            m.clock = RunClock(t["total_steps"], t["learning_starts"], m.counters["env_steps"], t["eval_every"])
+        if c["env_steps"] == 0:
+            self._pretrain()
+        while c["env_steps"] < t["total_steps"]:
+            steps = [m._act_and_store() for m in self.members]
+            self._learn()
+            for m, (ended, info) in zip(self.members, steps):
+                m._after_step(m.logger)
+                if m.switches is not None and m.switches.due(m.counters["env_steps"]):
+                    ended = switch_task(m, m.logger, ended)
+                if ended:
+                    m._episode_end(m.logger, info, None)
+            step = c["env_steps"]
+            if stop_at is not None and step >= stop_at:
+                self.save()
+                return self._summary()
+            if t["checkpoint_every"] and step - c["last_checkpoint"] >= t["checkpoint_every"]:
+                self.save()
+            if self.stop.requested:
+                written = self.save()
+                raise Interrupted(self.stop.signum, self.run_dir / CHECKPOINT_NAME, step, written)
+        return self._finish()
+
+    def _pretrain(self) -> None:
+        """Offline pre-training updates, then each member's `switch` rules."""
+        for _ in range(self.cfg["offline"]["pretrain_updates"] - self.counters["updates"]):
+            self._update()
+        for m in self.members:
+            m._log_events(m.logger, m.scheduler.at_switch(m.counters["updates"], 0))
+
+    def _learn(self) -> None:
+        """Heavy priming at learning_starts, then `replay_ratio` updates of every member."""
+        t, c = self.cfg["train"], self.counters
+        if c["env_steps"] == t["learning_starts"] and t["priming_updates"]:
+            for _ in range(t["priming_updates"]):
+                self._update()
+        if c["env_steps"] >= t["learning_starts"]:
+            for _ in range(self.cfg["agent"]["replay_ratio"]):
+                self._update()
+
+    def _update(self) -> None:
+        """One update of every member: one vectorized update, or on a diagnostics update each
+        member's own eager update inside its diagnostics capture."""
+        due = self.members[0].diagnostics.due(self.counters["updates"] + 1)
+        batches = [m._sample() for m in self.members]  # each from its own buffer and stream
+        if due:
+            results = []
+            for m, batch in zip(self.members, batches):
+                with m.diagnostics.capture(True):
+                    results.append(m.agent.update(batch))
+        else:
+            results = [UpdateResult(x) for x in self.stack.update(batches)]
+        for m, batch, result in zip(self.members, batches, results):
+            m._metrics = m._after_update(m.logger, batch, result, due)
+
+    def _finish(self) -> dict:
+        """Final evaluations, the group checkpoint, each member's agent.pt and summary.json."""
+        c = self.counters
+        for m in self.members:
+            if not m.eval_history or m.eval_history[-1]["env_steps"] != c["env_steps"]:
+                m._evaluate(m.logger)
+        if self.save():
+            for m in self.members:  # its own tensors only (a view would save the whole stack)
+                state = {"agent": type(m.agent).__name__, "hparams": m.agent.hparams,
+                         **_compact(m.agent.training_state())}
+                atomic_save(state, m.run_dir / "agent.pt")
+        for m in self.members:
+            m.logger.summary(m._summary())
+        return self._summary()
+
+    def _summary(self) -> dict:
+        """The members' summaries, and what train.py prints: the mean final return and the
+        member-updates per second of the group."""
+        members = [m._summary() for m in self.members]
+        wall = max(max(m.counters["wall_time"] for m in self.members), 1e-9)
+        finals = [s["final_eval_return"] for s in members if s["final_eval_return"] is not None]
+        return {"members": members, "env_steps": self.counters["env_steps"],
+                "updates": self.counters["updates"], "wall_time_s": wall,
+                "final_eval_return": sum(finals) / len(finals) if finals else float("nan"),
+                "updates_per_s": sum(s["updates"] for s in members) / wall}
+
+
+def _compact(obj):
+    """`obj` with every tensor copied into storage of its own size."""
+    if torch.is_tensor(obj):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _compact(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_compact(v) for v in obj)
+    return obj

@@ -1,0 +1,130 @@
+"""The `members` config section: many seeds and settings trained in one process (README "Many
+seeds in one process"; the loop is runner/group.py, the vectorized update agents/members.py).
+
+    members.seeds=[0,1,2,3,4] members.vary={plasticity.every:[20000,40000]}   -> 10 members
+
+Members are the product of the seeds and every `vary` value. Member k's config is exactly what
+`python train.py <the same overrides> seed=<s> <key>=<value> ...` composes, so a member is the run
+of its seed with its settings. Members may differ only where no tensor shape or loop decision
+changes: the seed, anything under `plasticity` (a preset swapped too, as long as it leaves the
+agent alone), and the agent's `MAY_DIFFER` keys.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+
+from runner.validate_common import Errors, brief, is_int
+
+MAY_DIFFER = ("lr", "gamma", "n_step", "init_temperature")  # agent keys members may vary
+AGENTS = ("sac",)  # agent.name values with a vectorized update (SAC; RLPD is agent=rlpd, name sac)
+GROUP_CHOICES = ("plasticity",)  # config groups a member may swap (`plasticity=head_reset`)
+OFF = ("members.seeds=null", "members.vary=null")  # a member's own config has no members
+
+
+def wanted(cfg: dict) -> bool:
+    """True when the config asks for members."""
+    members = cfg.get("members") or {}
+    return isinstance(members, dict) and members.get("seeds") is not None
+
+
+def validate_members(e: Errors, cfg: dict) -> None:
+    """Report a malformed `members` section (before anything is built)."""
+    members = cfg.get("members")
+    if members is None:
+        return
+    if not isinstance(members, dict):
+        return e.bad("members", members, "a mapping {seeds: [...], vary: {...}}")
+    seeds, vary = members.get("seeds"), members.get("vary") or {}
+    if seeds is None:
+        if vary:
+            e.add("members.vary", "members.vary is set but members.seeds is null: give the seeds, "
+                  "e.g. members.seeds=[0,1,2]")
+        return
+    if not (isinstance(seeds, list) and seeds and all(is_int(s) for s in seeds)
+            and len(set(seeds)) == len(seeds)):
+        e.bad("members.seeds", seeds, "a non-empty list of distinct integers")
+    if not isinstance(vary, dict):
+        return e.bad("members.vary", vary, "a mapping {dotted key: [values]}")
+    for key, values in vary.items():
+        if not isinstance(values, list) or not values:
+            e.bad(f"members.vary.{key}", values, "a non-empty list of values")
+        elif not _may_vary(key):
+            e.add(f"members.vary.{key}", f"members.vary.{key}: {key} may not differ between members; "
+                  f"allowed: plasticity, plasticity.*, "
+                  + ", ".join(f"agent.{k}" for k in MAY_DIFFER))
+    if (cfg.get("logger") or {}).get("wandb"):
+        e.add("members.seeds", "members.seeds: logger.wandb = true is not supported with members "
+              "yet (one W&B run per member in one process is untested); allowed: logger.wandb=false")
+    name = (cfg.get("agent") or {}).get("name")
+    if name not in AGENTS:
+        e.add("members.seeds", f"members.seeds: agent.name = {brief(name)} has no vectorized update; "
+              f"members support: {', '.join(AGENTS)} (agent=sac, agent=rlpd)")
+    elif (cfg.get("agent") or {}).get("compile", "none") not in ("none", "compile", False, True):
+        e.add("members.seeds", "members.seeds: agent.compile = cudagraphs is not built for members; "
+              "allowed with members: none, compile")
+
+
+def _may_vary(key: str) -> bool:
+    return key in GROUP_CHOICES or key.startswith("plasticity.") or \
+        key in tuple(f"agent.{k}" for k in MAY_DIFFER)
+
+
+def _value_text(value) -> str:
+    """A value as Hydra's override grammar reads it."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value).replace('"', "")
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def member_specs(members: dict) -> list[tuple[str, list[str]]]:
+    """[(member name, its overrides)], seeds outermost: `3_seed-1_plasticity.every-40000`."""
+    vary = members.get("vary") or {}
+    keys = list(vary)
+    out = []
+    for seed, values in itertools.product(members["seeds"], itertools.product(*vary.values())):
+        name = f"{len(out)}_seed-{seed}" + "".join(f"_{k}-{_value_text(v)}" for k, v in zip(keys, values))
+        overrides = [f"seed={seed}"] + [
+            f"{k}={_value_text(v)}" if k in GROUP_CHOICES else f"++{k}={_value_text(v)}"
+            for k, v in zip(keys, values)]
+        out.append((name.replace("/", "-"), overrides))
+    return out
+
+
+def member_configs(compose, overrides: list[str], members: dict) -> list[tuple[str, dict]]:
+    """[(name, resolved config)] of every member: `compose(overrides)` is the resolved config
+    `python train.py <overrides>` runs with. Refused (ValueError naming the key) if members
+    differ where they may not (e.g. a preset that changes the agent's activation)."""
+    base = [o for o in overrides if not o.lstrip("+~").startswith("members")]
+    out = [(name, compose([*base, *extra, *OFF])) for name, extra in member_specs(members)]
+    first_name, first = out[0]
+    for name, cfg in out[1:]:
+        for key in _differences(first, cfg):
+            raise MembersError(f"members: {key} differs between members ({first_name}: "
+                             f"{brief(_get(first, key))}, {name}: {brief(_get(cfg, key))}); members "
+                             "may differ in seed, plasticity.* and "
+                             + ", ".join(f"agent.{k}" for k in MAY_DIFFER))
+    return out
+
+
+def _flat(node, prefix=""):
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def _get(cfg: dict, dotted: str):
+    return _flat(cfg).get(dotted)
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    fa, fb = _flat(a), _flat(b)
+    allowed = {"seed"} | {f"agent.{k}" for k in MAY_DIFFER}
+    return [k for k in sorted(set(fa) | set(fb))
+            if fa.get(k) != fb.get(k) and k not in allowed and not k.startswith("plasticity.")]
+
+
+class MembersError(ValueError):
+    """Members that may not be trained together, or a group directory that cannot be resumed."""
