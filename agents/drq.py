@@ -44,10 +44,10 @@ from agents.augment import random_shift
 from agents.encoders import ConvPrecision, PixelEncoder
 from agents.init import Linear, role_init
 from agents.networks import EnsembleCritic, TanhGaussianActor
-from agents.sac import SAC, SAC_DEFAULTS
+from agents.sac import SAC, SAC_DEFAULTS, SIMBA_KEYS
 
 DRQ_DEFAULTS = dict(
-    SAC_DEFAULTS,
+    {k: v for k, v in SAC_DEFAULTS.items() if k not in SIMBA_KEYS},  # SimBa is for states
     init_temperature=0.1, target_entropy_per_action=-1.0, feature_dim=50,
     channels=(32, 64, 128, 256), strides=(2, 2, 2, 2), conv_padding="same",
     augment_pad=4, q_views=1, target_views=1, precision="fp32", channels_last=False,

@@ -29,6 +29,7 @@ from agents.acceleration import learning_rate, optimizer_options
 from agents.base import Agent, UpdateResult
 from agents.init import agent_init
 from agents.networks import EnsembleCritic, TanhGaussianActor
+from agents.simba import ObservationNormalizer, SimbaActor, SimbaCritic
 
 # Constructor arguments, with the reference defaults (Nikishin et al. 2022 / SR-SAC: jaxrl's SAC in
 # evgenii-nikishin/rl_with_resets; configs/agent/sac.yaml cites the file of each value).
@@ -38,7 +39,12 @@ SAC_DEFAULTS = dict(
     target_entropy=None, target_entropy_per_action=-0.5, actor_q="min", backup_entropy=True,
     actor_update_every=1, target_update_every=1, init="orthogonal", log_std_bounds=(-10.0, 2.0),
     log_std_form="tanh", compile="none",
+    # SimBa (agents/simba.py; configs/agent/simba.yaml) and what its reference sets around it
+    network="mlp", critic_hidden_dim=512, critic_num_blocks=2, actor_hidden_dim=128,
+    actor_num_blocks=1, normalize_observations=False, weight_decay=0.0, update_order="critic_first",
 )
+SIMBA_KEYS = ("network", "critic_hidden_dim", "critic_num_blocks", "actor_hidden_dim",
+              "actor_num_blocks", "normalize_observations", "weight_decay", "update_order")
 
 
 def target_entropy(value, per_action, action_dim: int) -> float:
@@ -63,16 +69,22 @@ class SAC(Agent):
         agent_init(h["init"])
         h["log_std_bounds"] = self.hparams["log_std_bounds"] = tuple(float(b) for b in h["log_std_bounds"])
         self._build_networks(obs_dim, action_dim, h)
+        # running observation statistics (SimBa), updated while acting in training
+        self.obs_norm = ObservationNormalizer(obs_dim) if h.get("normalize_observations") else None
+        self.actor_first = h.get("update_order", "critic_first") == "actor_first"
         self.log_alpha = nn.Parameter(torch.tensor(math.log(h["init_temperature"])))
         self.to(self.device)
 
         self._critic_params, self._target_params = self._online_and_target_params()
         self._actor_params = list(self.actor.parameters())
         mode = self._set_update_mode(h.get("compile", "none"))
-        adam = optimizer_options(mode)
-        self.optimizers = {  # a learning-rate tensor each under cudagraphs
-            "actor": torch.optim.Adam(self._actor_params, lr=learning_rate(h["lr"], mode, self.device), **adam),
-            "critic": torch.optim.Adam(self._critic_params, lr=learning_rate(h["lr"], mode, self.device), **adam),
+        adam, decay = optimizer_options(mode), float(h.get("weight_decay", 0.0))
+        net_opt = (lambda p: torch.optim.AdamW(p, lr=learning_rate(h["lr"], mode, self.device),
+                                               weight_decay=decay, **adam)) if decay else \
+            (lambda p: torch.optim.Adam(p, lr=learning_rate(h["lr"], mode, self.device), **adam))
+        self.optimizers = {  # a learning-rate tensor each under cudagraphs; AdamW with weight decay
+            "actor": net_opt(self._actor_params),
+            "critic": net_opt(self._critic_params),
             "log_alpha": torch.optim.Adam([self.log_alpha], lr=learning_rate(h["lr"], mode, self.device), **adam),
         }
         self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
@@ -89,7 +101,14 @@ class SAC(Agent):
         return CompiledUpdate(self, self._compiled_body)
 
     def _build_networks(self, obs_dim: int, action_dim: int, h: dict) -> None:
-        """`actor`, `critic` and `critic_target` on flat observations."""
+        """`actor`, `critic` and `critic_target` on flat observations (MLPs, or SimBa's)."""
+        if h.get("network", "mlp") == "simba":
+            self.actor = SimbaActor(obs_dim, action_dim, h["actor_hidden_dim"], h["actor_num_blocks"],
+                                    **self._policy_options(h))
+            self.critic = SimbaCritic(obs_dim, action_dim, h["critic_hidden_dim"], h["critic_num_blocks"],
+                                      h["num_critics"])
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+            return
         net = dict(hidden_dims=h["hidden_dims"], activation=h["activation"], init=h["init"])
         self.actor = TanhGaussianActor(obs_dim, action_dim, layer_norm=h["actor_layer_norm"],
                                        **self._policy_options(h), **net)
@@ -112,11 +131,24 @@ class SAC(Agent):
         return torch.full_like(self.log_alpha, math.log(self.hparams["init_temperature"]))
 
     # ------------------------------------------------------------------ acting
+    _predicting = False  # inside predict(): the observation statistics stay as they are
+
+    def _predict_action(self, observation, deterministic: bool):
+        self._predicting = True
+        try:
+            return self.act(observation, deterministic)
+        finally:
+            self._predicting = False
+
     @torch.no_grad()
     def act(self, obs, deterministic: bool = False) -> np.ndarray:
         """Action(s) in [-1, 1] for one observation [obs_dim] or a batch [B, obs_dim]."""
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         single = obs_t.dim() == 1
+        if self.obs_norm is not None:  # SimBa: statistics of the observations acted on in training
+            if not deterministic and not self._predicting:
+                self.obs_norm.update(obs_t)
+            obs_t = self.obs_norm(obs_t)
         action, _ = self.actor(obs_t.unsqueeze(0) if single else obs_t, deterministic)
         action = action.cpu().numpy()
         return action[0] if single else action
@@ -149,8 +181,11 @@ class SAC(Agent):
         actor_due, target_due = due
         if self._compiled is not None and not self._eager and self._compiled.supported():
             return self._compiled((actor_due, target_due, self.tau), batch)
-        metrics = self.update_critic(batch)
-        if actor_due:
+        metrics = {}
+        if actor_due and self.actor_first:  # SimBa: actor and temperature, then the critic
+            metrics.update(self.update_actor(batch.obs))
+        metrics.update(self.update_critic(batch))
+        if actor_due and not self.actor_first:
             metrics.update(self.update_actor(batch.obs))
         if target_due:
             self.update_target()
@@ -160,8 +195,11 @@ class SAC(Agent):
         """`_update_step` written against agents/compile.py `FunctionalOps`: traced once per key
         (actor due, target due, tau), so critic-only updates (RLPD) are compiled too."""
         actor_due, target_due, tau = key
-        metrics = ops.step("critic_loss", ("critic",), batch)
-        if actor_due:  # the actor loss reads the critic just updated (in place above)
+        metrics = {}
+        if actor_due and self.actor_first:
+            metrics.update(ops.step("actor_loss", ("actor", "log_alpha"), batch.obs))
+        metrics.update(ops.step("critic_loss", ("critic",), batch))
+        if actor_due and not self.actor_first:  # the actor loss reads the critic just updated
             metrics.update(ops.step("actor_loss", ("actor", "log_alpha"), batch.obs))
         if target_due:
             with torch.no_grad():
@@ -180,20 +218,25 @@ class SAC(Agent):
             q_next = q_next.index_select(0, subset)
         return q_next.min(dim=0).values
 
+    def _normalized(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs if self.obs_norm is None else self.obs_norm(obs)
+
     def critic_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        obs, next_obs = self._normalized(batch.obs), self._normalized(batch.next_obs)
         with torch.no_grad():
-            next_action, next_log_prob = self.actor(batch.next_obs)
-            v_next = self._target_q(self.critic_target(batch.next_obs, next_action))  # [B]
+            next_action, next_log_prob = self.actor(next_obs)
+            v_next = self._target_q(self.critic_target(next_obs, next_action))  # [B]
             if self.backup_entropy:
                 v_next = v_next - self.log_alpha.exp() * next_log_prob
             target = batch.reward + batch.discount * v_next  # [B]
-        q = self.critic(batch.obs, batch.action)  # [N, B]
+        q = self.critic(obs, batch.action)  # [N, B]
         loss = (q - target).pow(2).mean(dim=1).sum()
         return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}
 
     def actor_loss(self, obs) -> tuple[torch.Tensor, dict]:
         """Actor and temperature losses, summed: they share nothing with a gradient (alpha is
         detached in one, log pi in the other), so one backward serves both."""
+        obs = self._normalized(obs)
         action, log_prob = self.actor(obs)
         q = self.critic(obs, action)  # [N, B]
         q = q.min(dim=0).values if self.actor_q == "min" else q.mean(dim=0)

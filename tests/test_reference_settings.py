@@ -48,6 +48,26 @@ def test_sac_follows_rl_with_resets():
     assert a["layer_norm"] is False and a["actor_layer_norm"] is False  # RESETS common.py MLP has none
 
 
+SIMBA = "SonyResearch/simba@4e83770"
+
+
+def test_simba_follows_sonyresearch_simba():
+    a = agent_cfg("agent=simba")
+    assert a["network"] == "simba" and a["normalize_observations"] is True  # SIMBA configs/agent/sac_simba.yaml
+    assert (a["critic_hidden_dim"], a["critic_num_blocks"]) == (512, 2)   # SIMBA sac_simba.yaml critic_*
+    assert (a["actor_hidden_dim"], a["actor_num_blocks"]) == (128, 1)     # SIMBA sac_simba.yaml actor_*
+    assert a["num_critics"] == 1                 # SIMBA sac_simba.yaml critic_use_cdq = env.episodic (DMC: false)
+    assert a["lr"] == 1e-4 and a["weight_decay"] == 1e-2  # SIMBA sac_simba.yaml *_learning_rate, *_weight_decay
+    assert a["init_temperature"] == 0.01         # SIMBA sac_simba.yaml temp_initial_value
+    assert a["target_entropy_per_action"] == -0.5  # SIMBA sac_simba.yaml temp_target_entropy_coef
+    assert a["tau"] == 0.005 and a["n_step"] == 1  # SIMBA sac_simba.yaml target_tau; base.yaml n_step
+    assert a["replay_ratio"] == 2                # SIMBA configs/base.yaml updates_per_interaction_step
+    assert a["batch_size"] == 256                # SIMBA configs/buffer/numpy_uniform.yaml sample_batch_size
+    assert a["gamma"] == 0.99                    # SIMBA base.yaml heuristic, 1000 steps / action repeat 2
+    assert a["update_order"] == "actor_first"    # SIMBA scale_rl/agents/sac/sac_agent.py _update_sac_networks
+    assert a["log_std_bounds"] == [-10.0, 2.0] and a["log_std_form"] == "tanh"  # SIMBA networks/policies.py
+
+
 def test_rlpd_follows_ikostrikov_rlpd():
     a = agent_cfg("agent=rlpd")
     assert a["num_critics"] == 10 and a["num_target_critics"] == 2  # RLPD configs/rlpd_config.py num_qs, num_min_qs
@@ -209,6 +229,8 @@ AGENTS = {  # name: (overrides, observation space, action space, small sizes)
     "sac": (("agent=sac",), spaces.Box(-1, 1, (5,)), spaces.Box(-1, 1, (2,)), {"hidden_dims": [8]}),
     "rlpd": (("agent=rlpd",), spaces.Box(-1, 1, (5,)), spaces.Box(-1, 1, (2,)), {"hidden_dims": [8]}),
     "iql": (("agent=iql",), spaces.Box(-1, 1, (5,)), spaces.Box(-1, 1, (2,)), {"hidden_dims": [8]}),
+    "simba": (("agent=simba",), spaces.Box(-1, 1, (5,)), spaces.Box(-1, 1, (2,)),
+              {"critic_hidden_dim": 8, "actor_hidden_dim": 8}),
     "drq": (("agent=drq",), spaces.Box(0, 255, (3, 16, 16), np.uint8), spaces.Box(-1, 1, (2,)),
             {"hidden_dims": [8], "channels": [4], "strides": [2]}),
     "drq_atari": (("agent=drq_atari", "env=atari/pong"), spaces.Box(0, 255, (4, 84, 84), np.uint8),
@@ -222,19 +244,20 @@ SPR = ("critic.transition_model", "critic.projection", "critic.predictor", "crit
 # critic.encoder); BBF's own presets need BBF's SPR modules and refuse the other agents
 TABLE = {
     "head_reset": {"sac": ("actor.head", "critic.head"), "rlpd": ("actor.head", "critic.head"),
+                   "simba": ("actor.head", "critic.head"),
                    "iql": ("actor.head", "critic.head"), "drq": ("actor.head", "critic.head"),
                    "drq_atari": ("critic.head",), "bbf": ("critic.head",)},
-    "full_reset": {"sac": (A, C, L), "rlpd": (A, C, L), "iql": (A, C, "value"), "drq": (A, C, E, L),
+    "full_reset": {"sac": (A, C, L), "rlpd": (A, C, L), "simba": (A, C, L), "iql": (A, C, "value"), "drq": (A, C, E, L),
                    "drq_atari": (C, E), "bbf": ("critic.encoder", *SPR)},
-    "reset_but_encoder": {"sac": (A, C, L), "rlpd": (A, C, L), "iql": (A, C, "value"), "drq": (A, C, L),
+    "reset_but_encoder": {"sac": (A, C, L), "rlpd": (A, C, L), "simba": (A, C, L), "iql": (A, C, "value"), "drq": (A, C, L),
                           "drq_atari": (C,), "bbf": SPR},
-    "shrink_perturb": {"sac": (A, C), "rlpd": (A, C), "iql": (A, C), "drq": (A, C),
+    "shrink_perturb": {"sac": (A, C), "rlpd": (A, C), "simba": (A, C), "iql": (A, C), "drq": (A, C),
                        "drq_atari": (C,), "bbf": SPR},
-    "hare_tortoise": {"sac": (C,), "rlpd": (C,), "iql": (C,), "drq": (C, E), "drq_atari": (C, E),
+    "hare_tortoise": {"sac": (C,), "rlpd": (C,), "simba": (C,), "iql": (C,), "drq": (C, E), "drq_atari": (C, E),
                       "bbf": ("critic.encoder", *SPR)},
-    "regen": {"sac": (A, C), "rlpd": (A, C), "iql": (A, C), "drq": (A, C, E), "drq_atari": (C, E),
+    "regen": {"sac": (A, C), "rlpd": (A, C), "simba": (A, C), "iql": (A, C), "drq": (A, C, E), "drq_atari": (C, E),
               "bbf": ("critic.encoder", *SPR)},
-    "redo": {"sac": (A, C), "rlpd": (A, C), "iql": (A, C), "drq": (A, C, E), "drq_atari": (C, E),
+    "redo": {"sac": (A, C), "rlpd": (A, C), "simba": (A, C), "iql": (A, C), "drq": (A, C, E), "drq_atari": (C, E),
              "bbf": ("critic.encoder", *SPR)},
     "bbf": {"bbf": SPR[1:] + ("critic.encoder", "critic.transition_model")},
     "bbf_hare_tortoise": {"bbf": ("critic.encoder", *SPR)},
