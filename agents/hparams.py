@@ -41,6 +41,7 @@ RULES: dict[str, tuple] = {
     "num_critics": (int_ge(1), "an integer >= 1"),
     "init_temperature": (_positive, "a finite number > 0"),
     "actor_update_every": (int_ge(1), "an integer >= 1 (critic updates per actor update)"),
+    "injection": (is_bool, "true or false (spare heads for plasticity=injection)"),
     "network": (lambda v: v in ("mlp", "simba"), "one of ['mlp', 'simba']"),
     "critic_hidden_dim": (int_ge(1), "an integer >= 1 (SimBa's width)"),
     "actor_hidden_dim": (int_ge(1), "an integer >= 1 (SimBa's width)"),
@@ -104,6 +105,9 @@ def cross_problems(values: dict) -> list[tuple[str, str]]:
     if "num_target_critics" in values and m is not None and not (is_int(m) and is_int(n) and 1 <= m <= n):
         out.append(("num_target_critics", f"num_target_critics = {brief(m)}: must be null or an "
                                           f"integer in [1, num_critics={brief(n)}]"))
+    if values.get("injection") is True and finite(values.get("weight_decay")) and values["weight_decay"] > 0:
+        out.append(("injection", "injection = true with weight_decay > 0: AdamW's decay would still "
+                                 "move the frozen head; set agent.weight_decay=0"))
     lo, hi = values.get("v_min"), values.get("v_max")
     if finite(lo) and finite(hi) and lo >= hi:
         out.append(("v_max", f"v_min = {lo!r}, v_max = {hi!r}: v_min must be below v_max"))

@@ -30,6 +30,7 @@ from agents.base import Agent, UpdateResult
 from agents.init import agent_init
 from agents.networks import EnsembleCritic, TanhGaussianActor
 from agents.simba import ObservationNormalizer, SimbaActor, SimbaCritic
+from plasticity.injection import make_injectable
 
 # Constructor arguments, with the reference defaults (Nikishin et al. 2022 / SR-SAC: jaxrl's SAC in
 # evgenii-nikishin/rl_with_resets; configs/agent/sac.yaml cites the file of each value).
@@ -42,6 +43,7 @@ SAC_DEFAULTS = dict(
     # SimBa (agents/simba.py; configs/agent/simba.yaml) and what its reference sets around it
     network="mlp", critic_hidden_dim=512, critic_num_blocks=2, actor_hidden_dim=128,
     actor_num_blocks=1, normalize_observations=False, weight_decay=0.0, update_order="critic_first",
+    injection=False,
 )
 SIMBA_KEYS = ("network", "critic_hidden_dim", "critic_num_blocks", "actor_hidden_dim",
               "actor_num_blocks", "normalize_observations", "weight_decay", "update_order")
@@ -69,6 +71,9 @@ class SAC(Agent):
         agent_init(h["init"])
         h["log_std_bounds"] = self.hparams["log_std_bounds"] = tuple(float(b) for b in h["log_std_bounds"])
         self._build_networks(obs_dim, action_dim, h)
+        if h.get("injection"):  # plasticity injection's spare heads (plasticity/injection.py)
+            make_injectable(self)
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # running observation statistics (SimBa), updated while acting in training
         self.obs_norm = ObservationNormalizer(obs_dim) if h.get("normalize_observations") else None
         self.actor_first = h.get("update_order", "critic_first") == "actor_first"
