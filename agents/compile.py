@@ -170,7 +170,6 @@ class CompiledUpdate:
         it; returns the callable and the names of the metrics it returns."""
         tensor_names = list(self._tensors)
         present = [t is not None for t in batch]
-        names: list = []
 
         def flat_update(*flat):
             it = iter(flat)
@@ -183,14 +182,25 @@ class CompiledUpdate:
                     if torch.is_tensor(s["lr"]):
                         s["lr"] = next(it)
             ops = FunctionalOps(self.agent, tensors, {id(t): n for n, t in self._tensors.items()}, groups)
-            metrics = self.body(key, b, ops)
-            names[:] = list(metrics)
-            return tuple(metrics.values())
+            return self.body(key, b, ops)
 
-        graph = make_fx(flat_update, tracing_mode="fake")(*inputs)
-        with torch.no_grad():
-            fn = torch._inductor.compile(graph, inputs, options=self.options)
-        return fn, list(names)
+        return compile_flat(flat_update, inputs, self.options)
+
+
+def compile_flat(body, inputs: list, options: dict):
+    """`body(*inputs) -> {metric name: tensor}` traced over `inputs` (make_fx, fake tensors) and
+    compiled by inductor; returns (the callable, returning a tuple, and the metric names)."""
+    names: list = []
+
+    def flat(*flat_inputs):
+        metrics = body(*flat_inputs)
+        names[:] = list(metrics)
+        return tuple(metrics.values())
+
+    graph = make_fx(flat, tracing_mode="fake")(*inputs)
+    with torch.no_grad():
+        fn = torch._inductor.compile(graph, inputs, options=options)
+    return fn, list(names)
 
 
 def _hashable(settings: dict) -> tuple:

@@ -13,9 +13,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
-from torch.fx.experimental.proxy_tensor import make_fx
-
 from agents.acceleration import MAX_GRAPHS, GraphCache
+from agents.compile import compile_flat
 
 
 class CompiledMembers:
@@ -50,7 +49,7 @@ class CompiledMembers:
         return dict(zip(names, out))
 
     def _compile(self, key, inputs, batch):
-        s, present, names = self.stack, [t is not None for t in batch], []
+        s, present = self.stack, [t is not None for t in batch]
 
         def flat_update(*flat):
             it = iter(flat)
@@ -61,11 +60,6 @@ class CompiledMembers:
             lrs = {(opt, g): next(it) for opt, g_list in s.groups.items() for *_, g in g_list}
             traced = SimpleNamespace(tensors=tensors, names=s.names, groups=groups, template=s.template,
                                      _learning_rates=lambda opt, g: lrs[(opt, g)])
-            metrics = s.body(key, b, self._ops(traced))
-            names[:] = list(metrics)
-            return tuple(metrics.values())
+            return s.body(key, b, self._ops(traced))
 
-        graph = make_fx(flat_update, tracing_mode="fake")(*inputs)
-        with torch.no_grad():
-            fn = torch._inductor.compile(graph, inputs, options=self.options)
-        return fn, list(names)
+        return compile_flat(flat_update, inputs, self.options)

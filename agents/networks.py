@@ -103,18 +103,18 @@ class EnsembleLinear(nn.Module):
 class EnsembleLayerNorm(nn.Module):
     """LayerNorm with a separate affine per member; x: [N, B, D]."""
 
-    def __init__(self, num_members: int, dim: int):
+    def __init__(self, num_members: int, dim: int, eps: float = 1e-5):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(num_members, 1, dim))
         self.bias = nn.Parameter(torch.zeros(num_members, 1, dim))
-        self.dim = dim
+        self.dim, self.eps = dim, eps
 
     def reset_parameters(self):
         nn.init.ones_(self.weight)
         nn.init.zeros_(self.bias)
 
     def forward(self, x):
-        return F.layer_norm(x, (self.dim,)) * self.weight + self.bias
+        return F.layer_norm(x, (self.dim,), eps=self.eps) * self.weight + self.bias
 
 
 class EnsembleCritic(nn.Module):

@@ -23,10 +23,9 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from agents.init import Linear
-from agents.networks import EnsembleLinear, TanhGaussianActor
+from agents.networks import EnsembleLayerNorm, EnsembleLinear, TanhGaussianActor
 
 HE = ("lecun_normal", math.sqrt(2.0))  # flax he_normal = variance_scaling(2, fan_in, truncated normal)
 LN_EPS = 1e-6  # flax nn.LayerNorm's default epsilon
@@ -58,29 +57,12 @@ class ObservationNormalizer(nn.Module):
         return ((x - self.mean) / torch.sqrt(self.var + self.epsilon)).to(x.dtype)
 
 
-class EnsembleLayerNormEps(nn.Module):
-    """LayerNorm with its own affine per ensemble member [N, 1, D] and flax's epsilon."""
-
-    def __init__(self, num_members: int, dim: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(num_members, 1, dim))
-        self.bias = nn.Parameter(torch.zeros(num_members, 1, dim))
-        self.dim = dim
-
-    def reset_parameters(self):
-        nn.init.ones_(self.weight)
-        nn.init.zeros_(self.bias)
-
-    def forward(self, x):
-        return F.layer_norm(x, (self.dim,), eps=LN_EPS) * self.weight + self.bias
-
-
 class ResidualBlock(nn.Module):
     """x + down(relu(up(LayerNorm(x)))), up to 4h and back, for N members at once: [N, B, h]."""
 
     def __init__(self, num_members: int, width: int):
         super().__init__()
-        self.norm = EnsembleLayerNormEps(num_members, width)
+        self.norm = EnsembleLayerNorm(num_members, width, LN_EPS)
         self.up = EnsembleLinear(num_members, width, 4 * width, *HE)
         self.act = nn.ReLU()  # a module: the diagnostics and ReDo find units through it
         self.down = EnsembleLinear(num_members, 4 * width, width, *HE)
@@ -93,7 +75,7 @@ def _add_encoder(module: nn.Module, num_members: int, in_dim: int, width: int, n
     """Give `module` SimBa's encoder for N members: `input`, `blocks`, `norm`."""
     module.input = EnsembleLinear(num_members, in_dim, width, "orthogonal", 1.0)
     module.blocks = nn.ModuleList(ResidualBlock(num_members, width) for _ in range(num_blocks))
-    module.norm = EnsembleLayerNormEps(num_members, width)
+    module.norm = EnsembleLayerNorm(num_members, width, LN_EPS)
 
 
 def _encode(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
