@@ -19,4 +19,5 @@ python train.py -m $COMMON train.priming_updates=0 plasticity=none hydra.sweep.d
 python train.py -m $COMMON train.priming_updates=20000 plasticity=none hydra.sweep.dir=$OUT/primed
 python train.py -m $COMMON train.priming_updates=20000 plasticity=full_reset \
     ++plasticity.every=10000 ++plasticity.stop_after=20000 hydra.sweep.dir=$OUT/reset
-python -m runner.report $OUT
+python -m runner.report $OUT            # the final evaluation
+python -m runner.report $OUT --last 3 --out $OUT/last3   # mean of the last 3 evaluations (30k-40k)
