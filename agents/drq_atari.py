@@ -54,6 +54,7 @@ from agents.base import Agent, UpdateResult
 from agents.encoders import ConvPrecision
 from agents.exploration import epsilon_greedy, linear_epsilon
 from agents.networks import make_activation, width_after
+from plasticity.injection import make_injectable
 
 # Constructor arguments, with the reference defaults (google/dopamine labs/atari_100k/configs/DrQ_eps.gin).
 DRQ_ATARI_DEFAULTS = dict(
@@ -62,7 +63,7 @@ DRQ_ATARI_DEFAULTS = dict(
     lr=1e-4, adam_eps=1.5e-4, max_grad_norm=None, huber_delta=1.0, target_update_every=1,
     augment_pad=4, intensity_scale=0.05,
     epsilon_train=0.01, epsilon_eval=0.001, epsilon_decay_steps=5000,
-    precision="fp32", channels_last=False, compile="none",
+    precision="fp32", channels_last=False, compile="none", injection=False,
 )
 
 
@@ -183,6 +184,8 @@ class DrQAtari(ConvPrecision, Agent):
                                     tuple(h["strides"]), h["conv_padding"], h["activation"])
         self.critic = QNetwork(self.encoder.out_dim, num_actions, h["hidden_dims"], h["activation"],
                                h["dueling"])
+        if h["injection"]:  # plasticity injection's spare head (plasticity/injection.py)
+            make_injectable(self, ("critic.head",))
         self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.to(self.device)

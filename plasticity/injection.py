@@ -44,7 +44,9 @@ class InjectableHead(nn.Module):
         super().__init__()
         self.base = base
         self.fresh = copy.deepcopy(base)
-        self.fresh.reset_parameters()
+        for module in self.fresh.modules():  # a fresh draw of every layer (a dueling head's two)
+            if hasattr(module, "reset_parameters") and any(True for _ in module.parameters(recurse=False)):
+                module.reset_parameters()
         self.frozen = _as_buffers(copy.deepcopy(self.fresh))
         self.register_buffer("gate", torch.zeros(()))
 
@@ -80,7 +82,8 @@ class Inject(Intervention):
     def bind(self, agent, group) -> None:
         super().bind(agent, group)
         self.heads = {name: m for name, m in agent.named_modules()
-                      if isinstance(m, InjectableHead) and group.covers(name + ".base.weight")
+                      if isinstance(m, InjectableHead)
+                      and any(group.covers(n) for n, _ in m.base.named_parameters(prefix=name + ".base"))
                       and not any(name.startswith(t + ".") for t in agent.target_networks.values())}
         if not self.heads:
             raise GroupError(f"injection on group '{group.name}': no injectable head in it; build "

@@ -109,3 +109,20 @@ def test_injection_preset_runs_and_resumes_bitwise(tmp_path):
     for name, value in full.agent.state_dict().items():
         assert torch.equal(value, resumed.agent.state_dict()[name]), name
     assert np.isfinite(summary["final_eval_return"])
+
+
+def test_drq_eps_dueling_head_injects():
+    """DrQ(eps): the dueling head (two layers) gets its spare heads; the output is unchanged at
+    the injection and the target's gate flips with it."""
+    from gymnasium import spaces
+    from agents import make_agent
+    cfg = make_config("agent=drq_atari", "env=atari/pong", "plasticity=injection")
+    assert cfg["agent"]["injection"] is True
+    agent = make_agent(dict(cfg["agent"], hidden_dims=[8]), spaces.Box(0, 255, (4, 84, 84), np.uint8),
+                       spaces.Discrete(6))
+    obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    before = agent.q_values(obs).detach()
+    rule = [{**RULE[0], "groups": ["critic.head"]}]
+    assert build_scheduler(agent, rule).after_update(1, 1)[0]["injected_heads"] == 1
+    torch.testing.assert_close(agent.q_values(obs).detach(), before, atol=1e-5, rtol=0)
+    assert bool(agent.critic_target.head.gate)

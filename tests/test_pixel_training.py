@@ -51,7 +51,8 @@ PRESETS = ["head_reset", "shrink_perturb", "hare_tortoise", "reset_but_encoder",
 
 
 @pytest.mark.parametrize("agent, preset", [(a, p) for a in ("drq", "drq_atari", "bbf") for p in PRESETS]
-                         + [("bbf", "bbf"), ("bbf", "bbf_hare_tortoise")])
+                         + [("bbf", "bbf"), ("bbf", "bbf_hare_tortoise"),
+                            ("drq", "injection"), ("drq_atari", "injection")])
 def test_every_preset_applies_to_pixel_agents(tmp_path, preset, agent):
     """Resets every 20 updates on 41 updates of each pixel agent (its groups resolve, it fires;
     not at 40, which leaves less than no_reset_within of an interval)."""
