@@ -6,6 +6,7 @@
 # Prepare the packages the GPU machine lacks first, here: `bash bench/gpu_prepare.sh`; then
 #   device run: command 'bash bench/gpu_run.sh', carry ['.whl', '.gl'], timeout_s 600
 #   STEPS="tests sac" bash bench/gpu_run.sh       # a subset, in this order
+#   STEPS="members" bash bench/gpu_run.sh         # issue 20's GPU figure: a group of 10 vs one member
 #   DEVICE=cpu QUICK=1 bash bench/gpu_run.sh      # a dry run of the wiring on a CPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,11 +55,13 @@ if [ -n "${QUICK:-}" ]; then  # wiring only: tiny runs
   BBF=(--width 1 --rounds 1 --updates-per-round 1 --warmup 1 --transitions 600)
   DRQ=(--steps 2 --rounds 1 --warmup 100 --batch 16 --replay-ratios 1)
   PROF=(--agents sac,drq_atari --updates 2 --blocks 1 --warmup 2 --transitions 600)
+  MEM=(--members 1,2 --modes none --steps 2 --no-sb3)
 else
   SAC=(--replay-ratio 32 --steps 50 --rounds 3)
   BBF=(--rounds 3 --updates-per-round 30)
   DRQ=(--steps 50 --rounds 3)
   PROF=(--updates 20)
+  MEM=(--members 1,10 --modes none,compile --replay-ratio 32 --steps 20 --no-sb3)
 fi
 [ "$DEVICE" = cuda ] && MODES=none,compile,cudagraphs || MODES=none,compile
 
@@ -69,7 +72,8 @@ for s in $STEPS; do
     bbf)     step bbf_throughput 150 $PY bench/bbf_throughput.py --device "$DEVICE" --modes "$MODES" "${BBF[@]}" ;;
     drq)     step drq_env_throughput 120 $PY bench/drq_env_throughput.py --device "$DEVICE" --compile "$MODES" "${DRQ[@]}" ;;
     profile) step profile_update 150 $PY bench/profile_update.py --device "$DEVICE" "${PROF[@]}" ;;
-    *)       echo "unknown step '$s': allowed tests sac bbf drq profile" ;;
+    members) step members_throughput 300 $PY bench/members_throughput.py --device "$DEVICE" "${MEM[@]}" ;;
+    *)       echo "unknown step '$s': allowed tests sac bbf drq profile members" ;;
   esac
 done
 echo "done in $(( $(date +%s) - T0 ))s; logs in $OUT"
