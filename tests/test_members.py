@@ -230,3 +230,29 @@ def test_members_that_may_not_differ_are_refused_by_the_command_line(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.startswith("error: members: agent.activation differs")
     assert "Traceback" not in proc.stderr and not run.exists()
+
+
+def test_a_signal_checkpoints_the_group_and_it_resumes_bitwise(tmp_path, monkeypatch):
+    import os
+    import signal
+    from runner.signals import Interrupted
+    full = group(tmp_path, [0, 1], None, name="full")
+    full.train()
+    update = GroupTrainer._update
+
+    def signalling(self):
+        update(self)
+        if self.counters["updates"] == 150:  # in env step 274 of 600, mid-episode
+            os.kill(os.getpid(), signal.SIGTERM)
+    with monkeypatch.context() as m:
+        m.setattr(GroupTrainer, "_update", signalling)
+        with pytest.raises(Interrupted) as stop:
+            group(tmp_path, [0, 1], None, name="resumed").train()
+    assert stop.value.status == 128 + signal.SIGTERM and "checkpoint written" in str(stop.value)
+    resumed = group(tmp_path, [0, 1], None, name="resumed")
+    resumed.restore()
+    assert resumed.counters["env_steps"] == 274  # the step of update 150 finished, then the stop
+    resumed.train()
+    a, b = _final(full), _final(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
