@@ -27,3 +27,18 @@ def run_budgets(cfg: dict) -> dict:
     online = cfg["agent"]["replay_ratio"] * max(0, t["total_steps"] - t["learning_starts"] + 1)
     return {"env_steps": t["total_steps"],
             "updates": online + t["priming_updates"] + cfg["offline"]["pretrain_updates"]}
+
+
+def run_summary(cfg: dict, counters: dict, eval_history: list, events: list) -> dict:
+    """summary.json of a run: what it trained, how fast, its evaluations and plasticity events."""
+    c = counters
+    wall = max(c["wall_time"], 1e-9)
+    last = eval_history[-1] if eval_history else None
+    return {"agent": cfg["agent"]["name"], "env": cfg["env"]["id"],
+            "seed": cfg["seed"], "env_steps": c["env_steps"], "updates": c["updates"],
+            "episodes": c["episodes"], "wall_time_s": c["wall_time"],
+            "env_steps_per_s": c["env_steps"] / wall, "updates_per_s": c["updates"] / wall,
+            "final_eval_return": last["return_mean"] if last else None,
+            "final_eval_human_normalized": last.get("human_normalized") if last else None,
+            "eval": eval_history, "plasticity": cfg["plasticity"]["name"],
+            "plasticity_events": events}

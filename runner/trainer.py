@@ -21,7 +21,7 @@ from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from runner.nonfinite import NonFiniteGuard
 from runner.side_batch import STATISTICS_STREAM, side_batch, side_seed
 from runner.continual import TaskSwitches, every_task_returns, set_task, switch_task
-from runner.loop_state import Episode, run_budgets
+from runner.loop_state import Episode, run_budgets, run_summary
 from runner.progress import RunClock, duration, estimate_message
 from runner.signals import Interrupted, StopRequests
 from runner.evaluate import evaluate, summarize
@@ -395,14 +395,4 @@ class Trainer:
         return now, c["env_steps"], c["updates"]
 
     def _summary(self) -> dict:
-        c = self.counters
-        wall = max(c["wall_time"], 1e-9)
-        last = self.eval_history[-1] if self.eval_history else None
-        return {"agent": self.cfg["agent"]["name"], "env": self.cfg["env"]["id"],
-                "seed": self.cfg["seed"], "env_steps": c["env_steps"], "updates": c["updates"],
-                "episodes": c["episodes"], "wall_time_s": c["wall_time"],
-                "env_steps_per_s": c["env_steps"] / wall, "updates_per_s": c["updates"] / wall,
-                "final_eval_return": last["return_mean"] if last else None,
-                "final_eval_human_normalized": last.get("human_normalized") if last else None,
-                "eval": self.eval_history, "plasticity": self.cfg["plasticity"]["name"],
-                "plasticity_events": self.scheduler.events}
+        return run_summary(self.cfg, self.counters, self.eval_history, self.scheduler.events)
