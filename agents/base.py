@@ -202,10 +202,13 @@ class Agent(nn.Module, metaclass=ABCMeta):
         if self._graphed is not None:  # the optimizer state tensors were replaced
             self._graphed.reset()
 
+    def saved_state(self) -> dict:
+        """What `save` writes: the class name, constructor arguments and `training_state()`."""
+        return {"agent": type(self).__name__, "hparams": self.hparams, **self.training_state()}
+
     def save(self, path) -> None:
         """Write weights, optimizer states and constructor arguments atomically."""
-        atomic_save({"agent": type(self).__name__, "hparams": self.hparams,
-                     **self.training_state()}, path)
+        atomic_save(self.saved_state(), path)
 
     @classmethod
     def load(cls, path, device="cpu"):

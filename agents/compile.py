@@ -138,11 +138,7 @@ class CompiledUpdate:
                 settings = {k: g.get(k, False) for k in SETTINGS}
                 states = []
                 for p in g["params"]:
-                    s = opt.state[p]
-                    if not s:
-                        s["step"] = torch.tensor(0.0, dtype=torch.float32, device=p.device)
-                        s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                        s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    s = adam_state(opt, p)
                     if settings["amsgrad"] and "max_exp_avg_sq" not in s:
                         s["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     keys = ("step", "exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if settings["amsgrad"] else ())
@@ -201,6 +197,17 @@ def compile_flat(body, inputs: list, options: dict):
     with torch.no_grad():
         fn = torch._inductor.compile(graph, inputs, options=options)
     return fn, list(names)
+
+
+def adam_state(opt, p) -> dict:
+    """`opt.state[p]`, created as torch's Adam creates it at a first step where it is empty:
+    step a float32 tensor on the parameter's device, zero moments."""
+    s = opt.state[p]
+    if not s:
+        s["step"] = torch.tensor(0.0, dtype=torch.float32, device=p.device)
+        s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return s
 
 
 def _hashable(settings: dict) -> tuple:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, grad, vmap
 
+from agents.compile import adam_state
+
 SHARED_SETTINGS = ("betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
 
 
@@ -39,7 +41,7 @@ class MemberStack:
         if body is None:
             raise MemberError(f"{type(self.template).__name__} has no vectorized update body "
                               "(members support SAC and RLPD)")
-        self.body = body
+        self.body, self._lr_cache = body, {}
         self._check_alike()
         self.bind()
         if mode not in ("none", "compile"):
@@ -99,11 +101,7 @@ class MemberStack:
         created as torch's Adam creates them where a member has not stepped yet."""
         keys = ("step", "exp_avg", "exp_avg_sq")
         for opt, p in zip(optimizers, params):
-            s = opt.state[p]
-            if not s:
-                s["step"] = torch.tensor(0.0, dtype=torch.float32, device=p.device)
-                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            adam_state(opt, p)
         out = []
         for key in keys:
             stacked = torch.stack([opt.state[p][key].detach().to(p.device) for opt, p in zip(optimizers, params)])
@@ -114,14 +112,11 @@ class MemberStack:
 
     def _learning_rates(self, opt_name: str, g_index: int) -> torch.Tensor:
         """[M] the members' learning rates of one param group (they may differ)."""
-        lrs = [float(a.optimizers[opt_name].param_groups[g_index]["lr"]) for a in self.agents]
-        device = self.template.device
-        cached = getattr(self, "_lr_cache", {})
-        key = (opt_name, g_index, tuple(lrs))
-        if key not in cached:
-            cached[key] = torch.tensor(lrs, dtype=torch.float32, device=device)
-            self._lr_cache = cached
-        return cached[key]
+        lrs = tuple(float(a.optimizers[opt_name].param_groups[g_index]["lr"]) for a in self.agents)
+        key = (opt_name, g_index, lrs)
+        if key not in self._lr_cache:  # a tensor made once per setting, not per update
+            self._lr_cache[key] = torch.tensor(lrs, dtype=torch.float32, device=self.template.device)
+        return self._lr_cache[key]
 
     # -------------------------------------------------------------- update
     def update(self, batches: list) -> list[dict]:

@@ -84,14 +84,15 @@ class SAC(Agent):
         self._actor_params = list(self.actor.parameters())
         mode = self._set_update_mode(h.get("compile", "none"))
         adam, decay = optimizer_options(mode), float(h.get("weight_decay", 0.0))
-        net_opt = (lambda p: torch.optim.AdamW(p, lr=learning_rate(h["lr"], mode, self.device),
-                                               weight_decay=decay, **adam)) if decay else \
-            (lambda p: torch.optim.Adam(p, lr=learning_rate(h["lr"], mode, self.device), **adam))
-        self.optimizers = {  # a learning-rate tensor each under cudagraphs; AdamW with weight decay
-            "actor": net_opt(self._actor_params),
-            "critic": net_opt(self._critic_params),
-            "log_alpha": torch.optim.Adam([self.log_alpha], lr=learning_rate(h["lr"], mode, self.device), **adam),
-        }
+        lr = lambda: learning_rate(h["lr"], mode, self.device)  # noqa: E731  a tensor each under cudagraphs
+
+        def networks_optimizer(params):  # AdamW (decoupled decay) when weight_decay > 0 (SimBa)
+            if decay:
+                return torch.optim.AdamW(params, lr=lr(), weight_decay=decay, **adam)
+            return torch.optim.Adam(params, lr=lr(), **adam)
+        self.optimizers = {"actor": networks_optimizer(self._actor_params),
+                           "critic": networks_optimizer(self._critic_params),
+                           "log_alpha": torch.optim.Adam([self.log_alpha], lr=lr(), **adam)}
         self._critic_loss_fn, self._actor_loss_fn = self.critic_loss, self.actor_loss
         self.actor_update_every, self._update_calls = int(h["actor_update_every"]), 0
         self.target_update_every = int(h["target_update_every"])

@@ -23,7 +23,7 @@ from torch import nn
 
 from plasticity.fresh import fresh_values
 from plasticity.groups import GroupError
-from plasticity.interventions import Intervention
+from plasticity.interventions import Intervention, zero_state_of
 
 HEADS = ("critic.head", "actor.head")  # the heads `agent.injection` wraps where the agent has them
 
@@ -108,11 +108,8 @@ class Inject(Intervention):
                 for (_, t), (_, b) in zip(target.frozen.named_buffers(), head.frozen.named_buffers()):
                     t.copy_(b)
                 target.gate.fill_(1.0)
-            for opt in agent.optimizers.values():  # h frozen, h' trained from a fresh Adam state
-                for p in list(head.base.parameters()) + list(head.fresh.parameters()):
-                    for value in opt.state.get(p, {}).values():
-                        if torch.is_tensor(value):
-                            value.zero_()
+            # h frozen, h' trained from a fresh Adam state
+            zero_state_of(agent.optimizers.values(), [*head.base.parameters(), *head.fresh.parameters()])
             self._injected += 1
 
     def _targets(self, name: str) -> list[nn.Module]:

@@ -23,13 +23,19 @@ SOURCE_OPTIONS = ("fresh", "initial")  # ShrinkPerturb's phi: a fresh init or th
 
 
 @torch.no_grad()
-def zero_optimizer_state(group: ParameterGroup) -> None:
-    """Zero every state tensor (exp_avg, exp_avg_sq, step, ...) of the group's parameters."""
-    for opt in group.optimizers:
-        for p in group.params.values():
+def zero_state_of(optimizers, params) -> None:
+    """Zero, in place, every state tensor (exp_avg, exp_avg_sq, step, ...) that `optimizers`
+    hold for `params`."""
+    for opt in optimizers:
+        for p in params:
             for value in opt.state.get(p, {}).values():
                 if torch.is_tensor(value):
                     value.zero_()
+
+
+def zero_optimizer_state(group: ParameterGroup) -> None:
+    """Zero the optimizer state of the group's parameters."""
+    zero_state_of(group.optimizers, group.params.values())
 
 
 class Intervention:

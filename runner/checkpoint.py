@@ -22,19 +22,20 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or was written by an incompatible config."""
 
 
-def _flatten(node, prefix=""):
+def flatten(node, prefix="") -> dict:
+    """{dotted key: value} of nested dicts."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix.rstrip("."): node}
 
 
 def config_differences(saved: dict, current: dict, sections=COMPATIBLE_SECTIONS) -> list[str]:
     """Human-readable list of keys in `sections` whose values differ."""
-    old = _flatten({k: saved.get(k) for k in sections})
-    new = _flatten({k: current.get(k) for k in sections})
+    old = flatten({k: saved.get(k) for k in sections})
+    new = flatten({k: current.get(k) for k in sections})
     return [f"{key}: {old.get(key, '<absent>')!r} in the checkpoint, {new.get(key, '<absent>')!r} now"
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 

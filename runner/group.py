@@ -11,8 +11,6 @@ the process's RNG, so a group resumes bitwise on the CPU; `group.yaml` names the
 """
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 import torch
@@ -20,10 +18,9 @@ from omegaconf import OmegaConf
 
 from agents.base import UpdateResult
 from agents.members import MemberStack
-from agents.serialization import atomic_save, atomic_write_text, remove_orphan_temps
+from agents.serialization import atomic_save, atomic_write_text
 from runner.checkpoint import CHECKPOINT_NAME, CheckpointError, MAY_CHANGE, config_differences, save_checkpoint
 from runner.continual import switch_task
-from runner.logger import RunLogger
 from runner.progress import RunClock
 from runner.seeding import derived_seed, rng_state, seed_everything, set_rng_state
 from runner.signals import Interrupted, StopRequests
@@ -47,7 +44,6 @@ class GroupTrainer:
         seed_everything(derived_seed(self.cfg["seed"], GROUP_STREAM))
         self.stack = MemberStack([m.agent for m in self.members], self.members[0].agent.speed_mode)
         self.stop = StopRequests()
-        self.run_dir_label = None
 
     @property
     def counters(self) -> dict:
@@ -98,13 +94,8 @@ class GroupTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(
             {"members": self.names, "spec": self.spec})), self.run_dir / GROUP_NAME)
-        for k, m in enumerate(self.members):
-            m.run_dir.mkdir(parents=True, exist_ok=True)
-            for tmp in remove_orphan_temps(m.run_dir, (CHECKPOINT_NAME, "agent.pt", "config.yaml", "summary.json")):
-                print(f"removed {tmp}, left by a write that was interrupted", file=sys.stderr)
-            atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(m.cfg)), m.run_dir / "config.yaml")
-            m.logger = RunLogger(m.run_dir, t["total_steps"], m.counters["env_steps"],
-                                 t["progress"] and k == 0, config=m.cfg, label=self.run_dir_label)
+        for k, m in enumerate(self.members):  # one progress bar, the first member's
+            m.logger = m.open_run_dir(t["progress"] and k == 0)
         failed = True
         try:
             with self.stop:
@@ -118,9 +109,7 @@ class GroupTrainer:
     def _loop_until(self, stop_at: int | None) -> dict:
         t, c = self.cfg["train"], self.counters
         for m in self.members:
-            m._wall = time.perf_counter()
-            m._window = (m._wall, m.counters["env_steps"], m.counters["updates"])
-            m._episode, m._metrics = m._start_episode(), {}
+            m.begin_loop()
             m.clock = RunClock(t["total_steps"], t["learning_starts"], m.counters["env_steps"], t["eval_every"])
         if c["env_steps"] == 0:
             self._pretrain()
@@ -184,9 +173,7 @@ class GroupTrainer:
                 m._evaluate(m.logger)
         if self.save():
             for m in self.members:  # its own tensors only (a view would save the whole stack)
-                state = {"agent": type(m.agent).__name__, "hparams": m.agent.hparams,
-                         **_compact(m.agent.training_state())}
-                atomic_save(state, m.run_dir / "agent.pt")
+                atomic_save(_compact(m.agent.saved_state()), m.run_dir / "agent.pt")
         for m in self.members:
             m.logger.summary(m._summary())
         return self._summary()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from runner.checkpoint import CHECKPOINT_NAME
@@ -44,6 +45,8 @@ def prepare_group(config: dict, overrides: list[str], run_dir, compose, hydra_cf
     for _, cfg in members:
         cfg["threads"] = threads
     trainer = GroupTrainer(members, run_dir, spec)
+    if hydra_cfg is not None and hydra_cfg.mode == RunMode.MULTIRUN:
+        trainer.members[0].label = run_dir.name  # the job's bar says which job it is
     if config.get("resume"):
         trainer.restore()
     return trainer

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 
+from runner.checkpoint import flatten
 from runner.validate_common import Errors, brief, is_int
 
 MAY_DIFFER = ("lr", "gamma", "n_step", "init_temperature")  # agent keys members may vary
@@ -103,24 +104,14 @@ def member_configs(compose, overrides: list[str], members: dict) -> list[tuple[s
     for name, cfg in out[1:]:
         for key in _differences(first, cfg):
             raise MembersError(f"members: {key} differs between members ({first_name}: "
-                             f"{brief(_get(first, key))}, {name}: {brief(_get(cfg, key))}); members "
+                             f"{brief(flatten(first).get(key))}, {name}: {brief(flatten(cfg).get(key))}); members "
                              "may differ in seed, plasticity.* and "
                              + ", ".join(f"agent.{k}" for k in MAY_DIFFER))
     return out
 
 
-def _flat(node, prefix=""):
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
-
-
-def _get(cfg: dict, dotted: str):
-    return _flat(cfg).get(dotted)
-
-
 def _differences(a: dict, b: dict) -> list[str]:
-    fa, fb = _flat(a), _flat(b)
+    fa, fb = flatten(a), flatten(b)
     allowed = {"seed"} | {f"agent.{k}" for k in MAY_DIFFER}
     return [k for k in sorted(set(fa) | set(fb))
             if fa.get(k) != fb.get(k) and k not in allowed and not k.startswith("plasticity.")]

@@ -29,9 +29,9 @@ from runner.logger import RunLogger
 from runner.video import record_eval_video
 from runner.offline import attach_offline, load_pretrained, reward_transform
 from runner.seeding import RngStream, derived_seed, rng_state, seed_everything, set_rng_state
+from runner.validate import ConfigError, resolve_device, validate_config
 
 EXPLORE_STREAM = 8  # derived_seed(seed, EXPLORE_STREAM): the policy's draws while collecting
-from runner.validate import ConfigError, resolve_device, validate_config
 
 
 class Trainer:
@@ -167,14 +167,7 @@ class Trainer:
         first episode end at or after that many env steps, as an interruption would. A stop
         signal (runner/signals.py) ends the loop after the current env step with a checkpoint
         and raises `Interrupted`; NaN or inf raises `NonFiniteError` (runner/nonfinite.py)."""
-        t = self.cfg["train"]
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        for tmp in remove_orphan_temps(self.run_dir, (CHECKPOINT_NAME, "agent.pt", "config.yaml",
-                                                      "summary.json")):
-            print(f"removed {tmp}, left by a write that was interrupted", file=sys.stderr)
-        atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(self.cfg)), self.run_dir / "config.yaml")
-        logger = RunLogger(self.run_dir, t["total_steps"], self.counters["env_steps"], t["progress"],
-                           config=self.cfg, label=self.label)
+        logger = self.open_run_dir(self.cfg["train"]["progress"])
         failed = True  # an error or a signal: W&B marks the run failed (a resume continues it)
         try:
             with self.stop:
@@ -184,14 +177,31 @@ class Trainer:
         finally:
             logger.close(failed)
 
+    def open_run_dir(self, progress: bool) -> RunLogger:
+        """The run directory made ready (temp files of an interrupted write removed, config.yaml
+        written) and its logger (a progress bar if `progress`)."""
+        t = self.cfg["train"]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in remove_orphan_temps(self.run_dir, (CHECKPOINT_NAME, "agent.pt", "config.yaml",
+                                                      "summary.json")):
+            print(f"removed {tmp}, left by a write that was interrupted", file=sys.stderr)
+        atomic_write_text(OmegaConf.to_yaml(OmegaConf.create(self.cfg)), self.run_dir / "config.yaml")
+        return RunLogger(self.run_dir, t["total_steps"], self.counters["env_steps"], progress,
+                         config=self.cfg, label=self.label)
+
+    def begin_loop(self) -> None:
+        """The loop's state as training (re)starts: wall clock, log window, the episode."""
+        c = self.counters
+        self._wall = time.perf_counter()  # wall time since the last checkpoint (counters)
+        self._window = (self._wall, c["env_steps"], c["updates"])  # the log window's start
+        self._episode, self._metrics = self._start_episode(), {}
+
     def _loop_until(self, logger: RunLogger, stop_at: int | None) -> dict:
         """Env steps until the budget, each: act and store, learn, then the bookkeeping of the
         step (bar, evaluation, interventions, logging) and, where an episode ends, of the episode
         (game over, checkpoint). Each concern is one method below."""
         t, c = self.cfg["train"], self.counters
-        self._wall = time.perf_counter()  # wall time since the last checkpoint (counters)
-        self._window = (self._wall, c["env_steps"], c["updates"])  # the log window's start
-        self._episode, self._metrics = self._start_episode(), {}
+        self.begin_loop()
         if c["env_steps"] == 0:  # the online phase begins (a resume always starts later)
             self._pretrain(logger)
         self.clock = RunClock(t["total_steps"], t["learning_starts"], c["env_steps"], t["eval_every"])
@@ -353,7 +363,7 @@ class Trainer:
         """An update's bookkeeping: priorities, the NaN guard, the count, the diagnostics
         (`due`: measured on this update), the scheduler."""
         c = self.counters
-        if getattr(metrics, "priorities", None) is not None:  # [B] new priorities of the sampled slots (PER)
+        if metrics.priorities is not None:  # [B] new priorities of the sampled slots (PER)  # [B] new priorities of the sampled slots (PER)
             self.buffer.update_priorities(batch.idx, metrics.priorities)
         self.guard.observe(metrics)
         c["updates"] += 1
