@@ -20,6 +20,7 @@ from runner.members import MembersError, member_configs, member_specs
 from runner.trainer import Trainer
 from runner.validate import ConfigError, validate_config
 from tests.conftest import TINY, make_config
+from tests.test_resume import final_state
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = (*TINY, "train.total_steps=600", "train.eval_every=300", "train.checkpoint_every=0")
@@ -125,8 +126,7 @@ def test_group_equals_separate_agents_with_a_reset_in_one_member(monkeypatch):
 def _final(trainer):
     out = {}
     for k, m in enumerate(trainer.members):
-        out.update({f"{k}/param/{n}": v.clone() for n, v in m.agent.state_dict().items()})
-        out.update({f"{k}/replay/{n}": v.clone() for n, v in m.buffer.storage.fields.items()})
+        out.update({f"{k}/{n}": v.clone() for n, v in final_state(m).items()})  # params, replay
         for opt_name, opt in m.agent.optimizers.items():
             for pid, state in opt.state_dict()["state"].items():
                 out.update({f"{k}/{opt_name}/{pid}/{f}": v.clone() for f, v in state.items()})
