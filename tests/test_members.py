@@ -186,6 +186,16 @@ def test_a_group_runs_and_resumes_from_the_command_line(tmp_path):
     summary = json.loads((run / "members" / "3_seed-1_plasticity.every-200" / "summary.json").read_text())
     assert summary["env_steps"] == 500 and summary["seed"] == 1
     assert [e["updates"] for e in summary["plasticity_events"]] == [200]
+    # refused resumes leave every file of the group byte for byte as it was
+    from tests.test_bad_inputs import tree_digest
+    before = tree_digest(run)
+    for bad, words in ((["agent.hidden_dims=[8,8]", "train.total_steps=600"], "agent.hidden_dims"),
+                       (["members.seeds=[0,1,2]", "train.total_steps=600"], "cannot change on resume"),
+                       ([], "nothing to train")):
+        proc = subprocess.run([sys.executable, "train.py", f"resume={run}", *bad], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr[-500:]
+    assert tree_digest(run) == before
 
 
 def test_compiled_members_match_eager_members():

@@ -44,6 +44,9 @@ def test_sac_follows_rl_with_resets():
     assert a["log_std_form"] == "tanh"           # RESETS policies.py: tanh rescale (the clip is commented out)
     assert a["actor_q"] == "min" and a["backup_entropy"] is True  # RESETS agents/sac/actor.py, critic.py
     assert a["actor_update_every"] == 1 and a["target_update_every"] == 1  # RESETS configs/sac.py target_update_period
+    assert a["update_order"] == "critic_first"   # RESETS continuous_control/agents/sac/sac_learner.py _update_jit: critic, target, then actor on the new critic
+    assert a["network"] == "mlp" and a["normalize_observations"] is False  # RESETS networks/: plain MLPs, raw observations
+    assert a["weight_decay"] == 0.0 and a["injection"] is False  # RESETS sac_learner.py optax.adam (no decay); no spare heads
     assert a["replay_ratio"] == 1                # RESETS train_dense.py updates_per_step default
     assert a["layer_norm"] is False and a["actor_layer_norm"] is False  # RESETS common.py MLP has none
 
