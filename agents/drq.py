@@ -25,6 +25,11 @@ Names for plasticity groups: `encoder` (trained by the critic optimizer), `criti
 `critic_target`. Nikishin's DrQ reset (everything but the encoder, the encoder's optimizer
 state kept) is the `reset_but_encoder` preset. Nothing here resets anything.
 
+PLASTIC's options (Lee et al. 2023; the `plastic` preset): `conv_layer_norm` (a channel LayerNorm
+after each conv), `conv_activation` (the encoder's own activation; null: `activation`, so CReLU can
+be in the MLPs only) and `optimizer="sam"` (agents/sam.py: the critic loss at w and at w + e on
+the same augmented views and target, `sam_rho`, `sam_head`; the actor and temperature use Adam).
+
 Speed options (agents/encoders.py `ConvPrecision`): `precision="bf16"` runs the encoder, actor and
 critic forward passes of the losses and of acting under bfloat16 autocast; the actor's and the
 critic's outputs are cast to fp32, so the tanh-Gaussian sampling (its noise draws the same as in
@@ -44,6 +49,7 @@ from agents.augment import random_shift
 from agents.encoders import ConvPrecision, PixelEncoder
 from agents.init import Linear, role_init
 from agents.networks import EnsembleCritic, TanhGaussianActor
+from agents.sam import sam_gradients
 from agents.sac import SAC, SAC_DEFAULTS, SIMBA_KEYS
 
 DRQ_DEFAULTS = dict(
@@ -51,6 +57,8 @@ DRQ_DEFAULTS = dict(
     init_temperature=0.1, target_entropy_per_action=-1.0, feature_dim=50,
     channels=(32, 64, 128, 256), strides=(2, 2, 2, 2), conv_padding="same",
     augment_pad=4, q_views=1, target_views=1, precision="fp32", channels_last=False,
+    # PLASTIC's options (configs/plasticity/plastic.yaml; dojeon-ai/PLASTIC dmc/train_pixels.py)
+    optimizer="adam", sam_rho=0.01, sam_head="clean", conv_layer_norm=False, conv_activation=None,
 )
 
 
@@ -97,8 +105,11 @@ class DrQ(ConvPrecision, SAC):
         self.augment_pad = int(h["augment_pad"])
         self.q_views, self.target_views = h["q_views"], h["target_views"]
         self._set_precision(h)
-        self.encoder = PixelEncoder(obs_shape, activation=h["activation"], channels=tuple(h["channels"]),
-                                    strides=tuple(h["strides"]), padding=h["conv_padding"], init=h["init"])
+        self._sam = (float(h["sam_rho"]), h["sam_head"]) if h["optimizer"] == "sam" else None
+        self._critic_td_fn = self.critic_td  # compiled in the `compile` mode
+        self.encoder = PixelEncoder(obs_shape, activation=h["conv_activation"] or h["activation"],
+                                    channels=tuple(h["channels"]), strides=tuple(h["strides"]),
+                                    padding=h["conv_padding"], init=h["init"], layer_norm=h["conv_layer_norm"])
         in_dim = self.encoder.out_dim()
         net = dict(hidden_dims=h["hidden_dims"], activation=h["activation"], init=h["init"])
         self.actor = ProjectedActor(in_dim, h["feature_dim"], action_dim, layer_norm=h["actor_layer_norm"],
@@ -134,6 +145,7 @@ class DrQ(ConvPrecision, SAC):
         """The `compile` mode for DrQ: the critic and actor losses (forward and AOT backward)
         as compiled graphs; the fused Adam steps and the target EMA stay eager."""
         self._critic_loss_fn = compile_loss(self.critic_loss)
+        self._critic_td_fn = compile_loss(self.critic_td)  # optimizer=sam: the loss evaluated twice
         self._actor_loss_fn = compile_loss(self.actor_loss)
         return None
 
@@ -154,9 +166,10 @@ class DrQ(ConvPrecision, SAC):
         """n independent augmentations of a batch, stacked view-major: [n * B, C, H, W]."""
         return self._layout(self._augment(pixels if n == 1 else pixels.repeat(n, 1, 1, 1)))
 
-    def critic_loss(self, batch) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """Critic loss, its metrics and the first augmented view of obs [B, C, H, W] (the
-        actor step's input)."""
+    def critic_inputs(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the critic loss fits, drawn and computed once per update (SAM's second pass reuses
+        them, as PLASTIC's DMC code does): the M augmented views of s [M*B, C, H, W], their
+        actions [M*B, A] and the TD target y [B]."""
         b, m, k = batch.obs.shape[0], self.q_views, self.target_views
         obs, next_obs = self._views(batch.obs, m), self._views(batch.next_obs, k)  # [M*B], [K*B]
         with torch.no_grad():
@@ -168,10 +181,23 @@ class DrQ(ConvPrecision, SAC):
                 v_next = v_next - self.log_alpha.exp() * next_log_prob
             v_next = v_next.view(k, b).mean(dim=0)  # [B], the mean over the K target views
             target = batch.reward + batch.discount * v_next  # [B]
+        return obs, batch.action.repeat(m, 1), target
+
+    def critic_td(self, obs, action, target) -> tuple[torch.Tensor, dict]:
+        """sum over critics and views of the mean squared TD error on `critic_inputs`."""
+        b = target.shape[0]
+        m = obs.shape[0] // b
         with self._autocast():
-            q = self.critic(self.encoder(obs), batch.action.repeat(m, 1))  # [N, M*B] fp32
+            q = self.critic(self.encoder(obs), action)  # [N, M*B] fp32
         loss = (q - target.repeat(m)).pow(2).view(q.shape[0], m, b).mean(dim=2).sum()  # sum over critics, views
-        return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}, obs[:b]
+        return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}
+
+    def critic_loss(self, batch) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """Critic loss, its metrics and the first augmented view of obs [B, C, H, W] (the
+        actor step's input)."""
+        obs, action, target = self.critic_inputs(batch)
+        loss, metrics = self.critic_td(obs, action, target)
+        return loss, metrics, obs[:batch.obs.shape[0]]
 
     def actor_loss(self, features) -> tuple[torch.Tensor, dict]:
         """SAC's actor + temperature loss on encoded observations; the actor and critic run under
@@ -180,6 +206,21 @@ class DrQ(ConvPrecision, SAC):
             return super().actor_loss(features)
 
     def update_critic(self, batch) -> tuple[dict, torch.Tensor]:
+        if self._sam is not None:
+            return self._sam_critic_step(batch)
         loss, metrics, obs = (self.critic_loss if self._eager else self._critic_loss_fn)(batch)
         self._step(loss, self._critic_params, ("critic",))
         return metrics, obs
+
+    def _sam_critic_step(self, batch) -> tuple[dict, torch.Tensor]:
+        """optimizer=sam (agents/sam.py): the critic's gradient at w and at w + e on the same
+        views and target; the encoder steps with the second, the critic by `sam_head`."""
+        obs, action, target = self.critic_inputs(batch)
+        td = self.critic_td if self._eager else self._critic_td_fn
+        encoder = {id(p) for p in self.encoder.parameters()}
+        opt = self.optimizers["critic"]
+        opt.zero_grad(set_to_none=True)
+        (metrics,) = sam_gradients(lambda: td(obs, action, target), self._critic_params,
+                                   [id(p) in encoder for p in self._critic_params], *self._sam)
+        opt.step()
+        return metrics, obs[:batch.obs.shape[0]]

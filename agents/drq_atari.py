@@ -33,6 +33,11 @@ While the target equals the online network (right after a hard copy: always with
 `target_update_every` 1, unless a plasticity intervention (`on_reset`) or a step came since),
 Q'(aug s') is taken from the online forward on aug(s') instead of a second, identical forward.
 
+PLASTIC's options (Lee et al. 2023; the `plastic_atari` preset): `conv_layer_norm` (a channel
+LayerNorm after each conv), `conv_activation` (the encoder's own activation; null: `activation`)
+and `optimizer="sam"` (agents/sam.py): the TD loss at w and at w + e, each with its own draw of the
+augmentation and, at w + e, the target network's Q' (PLASTIC's Atari code calls its forward again).
+
 Speed options (agents/encoders.py `ConvPrecision`): `precision="bf16"` runs every Q-network
 forward pass (the loss's and acting's) under bfloat16 autocast and casts the Q-values to fp32, so
 the argmax, the target, the Huber loss and its batch mean are fp32, as are parameters and Adam
@@ -51,9 +56,10 @@ from torch.nn import functional as F
 from agents.acceleration import compile_loss, learning_rate, optimizer_options
 from agents.augment import random_intensity, random_shift
 from agents.base import Agent, UpdateResult
-from agents.encoders import ConvPrecision
+from agents.encoders import ChannelLayerNorm, ConvPrecision
 from agents.exploration import epsilon_greedy, linear_epsilon
 from agents.networks import make_activation, width_after
+from agents.sam import sam_gradients
 from plasticity.injection import make_injectable
 
 # Constructor arguments, with the reference defaults (google/dopamine labs/atari_100k/configs/DrQ_eps.gin).
@@ -64,6 +70,9 @@ DRQ_ATARI_DEFAULTS = dict(
     augment_pad=4, intensity_scale=0.05,
     epsilon_train=0.01, epsilon_eval=0.001, epsilon_decay_steps=5000,
     precision="fp32", channels_last=False, compile="none", injection=False,
+    # PLASTIC's options (configs/plasticity/plastic_atari.yaml; dojeon-ai/PLASTIC
+    # atari/scripts/NeurIPS2023/drq_plastic_rr2.sh)
+    optimizer="adam", sam_rho=0.1, sam_head="sum", conv_layer_norm=False, conv_activation=None,
 )
 
 
@@ -103,16 +112,19 @@ class DQNConv2d(nn.Conv2d):
 
 class AtariEncoder(nn.Module):
     """Pixels [B, C, H, W] (uint8, or float in [0, 255] after augmentation) -> [B, D] features.
-    `trunk` = (DQNConv2d -> activation) per entry of `channels`; CReLU doubles the channels."""
+    `trunk` = (DQNConv2d -> [ChannelLayerNorm] -> activation) per entry of `channels`; CReLU
+    doubles the channels."""
 
-    def __init__(self, obs_shape, channels, kernel_sizes, strides, padding="same", activation="relu"):
+    def __init__(self, obs_shape, channels, kernel_sizes, strides, padding="same", activation="relu",
+                 layer_norm: bool = False):
         super().__init__()
         if not len(channels) == len(kernel_sizes) == len(strides):
             raise ValueError(f"channels {tuple(channels)}, kernel_sizes {tuple(kernel_sizes)} and "
                              f"strides {tuple(strides)} differ in length")
         layers, dim = [], obs_shape[0]
         for width, k, s in zip(channels, kernel_sizes, strides):
-            layers += [DQNConv2d(dim, width, k, s, padding), make_activation(activation, channel_dim=1)]
+            layers += [DQNConv2d(dim, width, k, s, padding), *([ChannelLayerNorm(width)] if layer_norm else []),
+                       make_activation(activation, channel_dim=1)]
             dim = width_after(activation, width)
         self.trunk = nn.Sequential(*layers)
         with torch.no_grad():
@@ -180,8 +192,10 @@ class DrQAtari(ConvPrecision, Agent):
         self.epsilon_train, self.epsilon_eval = float(h["epsilon_train"]), float(h["epsilon_eval"])
         self.epsilon_decay_steps = int(h["epsilon_decay_steps"])
 
+        self._sam = (float(h["sam_rho"]), h["sam_head"]) if h["optimizer"] == "sam" else None
         self.encoder = AtariEncoder(obs_shape, tuple(h["channels"]), tuple(h["kernel_sizes"]),
-                                    tuple(h["strides"]), h["conv_padding"], h["activation"])
+                                    tuple(h["strides"]), h["conv_padding"],
+                                    h["conv_activation"] or h["activation"], h["conv_layer_norm"])
         self.critic = QNetwork(self.encoder.out_dim, num_actions, h["hidden_dims"], h["activation"],
                                h["dueling"])
         if h["injection"]:  # plasticity injection's spare head (plasticity/injection.py)
@@ -266,10 +280,17 @@ class DrQAtari(ConvPrecision, Agent):
 
     def _update_step(self, key: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
         synced, copy_due = key
-        loss, metrics = (self.td_loss if self._eager else self._td_loss_fn)(batch, synced)
+        td_loss = self.td_loss if self._eager else self._td_loss_fn
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=self._online_params)
+        if self._sam is None:
+            loss, metrics = td_loss(batch, synced)
+            loss.backward(inputs=self._online_params)
+        else:  # agents/sam.py; at w + e the target is the target network's, not the perturbed online one's
+            encoder = {id(p) for p in self.encoder.parameters()}
+            (metrics,) = sam_gradients(lambda: td_loss(batch, synced), self._online_params,
+                                       [id(p) in encoder for p in self._online_params], *self._sam,
+                                       perturbed_loss_fn=lambda: td_loss(batch, False))
         if self.max_grad_norm is not None:
             metrics["grad_norm"] = nn.utils.clip_grad_norm_(self._online_params, self.max_grad_norm,
                                                             foreach=True)

@@ -1,8 +1,11 @@
 """Convolutional encoders for pixel observations (the pixel agents build on these).
 
-`conv_trunk` stacks Conv2d -> activation; with `activation="crelu"` each activation is
-[relu(h), relu(-h)] along the channel axis, so the next convolution sees twice the channels
-(Abbas et al. 2023). Pixels arrive as uint8 [B, C, H, W] and are scaled to [0, 1] (x / 255, as
+`conv_trunk` stacks Conv2d -> [ChannelLayerNorm] -> activation; with `activation="crelu"` each
+activation is [relu(h), relu(-h)] along the channel axis, so the next convolution sees twice the
+channels (Abbas et al. 2023). The LayerNorm after each conv (PLASTIC, Lee et al. 2023) normalises
+each pixel's channel vector, as flax's LayerNorm on NHWC maps does (dojeon-ai/PLASTIC
+dmc/continuous_control/agents/drq/networks.py `Encoder`; the Atari code's channels_first
+LayerNorm in atari/src/models/backbones/cnn/nature.py is the same), eps 1e-6. Pixels arrive as uint8 [B, C, H, W] and are scaled to [0, 1] (x / 255, as
 both DrQ references: rl_with_resets drq/networks.py `Encoder`, denisyarats/drq `Encoder.forward`).
 
 `ConvPrecision` holds the two speed options the conv agents (DrQ, DrQ(eps), BBF) share:
@@ -22,9 +25,20 @@ from agents.networks import make_activation, width_after
 CONV_PADDINGS = ("valid", "same")
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of a conv map [B, C, H, W] (gain and shift [C],
+    eps 1e-6: flax's default, PLASTIC's encoders)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__(channels, eps=eps)
+
+    def forward(self, x):  # [B, C, H, W] -> [B, H, W, C] -> normalised -> [B, C, H, W]
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 def conv_trunk(in_channels: int, channels=(32, 32, 32, 32), strides=(2, 1, 1, 1),
                kernel_size: int = 3, activation: str = "relu", padding: str = "valid",
-               init: str = "torch") -> nn.Sequential:
+               init: str = "torch", layer_norm: bool = False) -> nn.Sequential:
     """Conv2d(kernel, stride) -> activation for each entry of `channels` (Kostrikov's DrQ: 4 x 32,
     first stride 2, no padding; Nikishin's: 32-64-128-256, all stride 2, "same" padding as flax's
     SAME: output ceil(in / stride), the extra pixel padded at the bottom/right). The activation
@@ -38,6 +52,8 @@ def conv_trunk(in_channels: int, channels=(32, 32, 32, 32), strides=(2, 1, 1, 1)
         conv = (SameConv2d if padding == "same" else Conv2d)(dim, width, kernel_size, stride, 0,
                                                               *role_init(init, "conv"))
         layers.append(conv)
+        if layer_norm:
+            layers.append(ChannelLayerNorm(width))
         layers.append(make_activation(activation, channel_dim=1))
         dim = width_after(activation, width)
     return nn.Sequential(*layers)
@@ -61,7 +77,7 @@ class SameConv2d(Conv2d):
 class PixelEncoder(nn.Module):
     """uint8 [B, C, H, W] -> flat features [B, D]; D = `out_dim(image_shape)`."""
 
-    def __init__(self, image_shape, activation: str = "relu", **conv):
+    def __init__(self, image_shape, activation: str = "relu", **conv):  # conv: conv_trunk's options
         super().__init__()
         self.trunk = conv_trunk(image_shape[0], activation=activation, **conv)
         self.image_shape = tuple(image_shape)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from agents.encoders import CONV_PADDINGS, PRECISIONS
 from agents.init import AGENT_INITS
 from agents.networks import ACTIVATIONS, LOG_STD_FORMS
+from agents.sam import OPTIMIZERS, SAM_HEAD_GRADIENTS
 from runner.validate_common import brief, finite, int_ge, is_bool, is_int, num_in, passes
 
 
@@ -88,6 +89,12 @@ RULES: dict[str, tuple] = {
     "intensity_scale": (_non_negative, "a number >= 0 (0: no intensity noise)"),
     "huber_delta": (_positive, "a number > 0"),
     "max_grad_norm": (lambda v: v is None or _positive(v), "null (no clipping) or a number > 0"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {list(OPTIMIZERS)} (sam: PLASTIC's SAM, agents/sam.py)"),
+    "sam_rho": (_non_negative, "a finite number >= 0 (SAM's perturbation radius)"),
+    "sam_head": (lambda v: v in SAM_HEAD_GRADIENTS, f"one of {list(SAM_HEAD_GRADIENTS)} (agents/sam.py)"),
+    "conv_layer_norm": (is_bool, "true or false (a channel LayerNorm after each conv)"),
+    "conv_activation": (lambda v: v is None or v in ACTIVATIONS,
+                        f"null (the same as activation) or one of {sorted(ACTIVATIONS)}"),
 }
 
 

@@ -178,4 +178,20 @@ class HareTortoise(Intervention):
 
 
 # every intervention by config name: plasticity/registry.py (ReDo lives in plasticity/redo.py)
-BASIC = {"reset": Reset, "shrink_perturb": ShrinkPerturb, "hare_tortoise": HareTortoise}
+class ResetOptimizer(Intervention):
+    """Zero the group's optimizer state (moments and step count), weights and target untouched:
+    with a reset of other groups, a rebuilt optimizer (PLASTIC's Atari code,
+    dojeon-ai/PLASTIC atari/src/agents/base.py, rebuilds the whole Adam at each head reset)."""
+
+    def __init__(self, optimizer: str = "reset", target: str = "untouched"):
+        if optimizer != "reset" or target != "untouched":
+            raise ValueError(f"reset_optimizer: optimizer='{optimizer}', target='{target}'; allowed: "
+                             "optimizer='reset', target='untouched' (it only zeroes optimizer state)")
+        super().__init__(optimizer=optimizer, target=target)
+
+    def _apply_online(self) -> None:
+        pass  # `apply` zeroes the state (optimizer="reset")
+
+
+BASIC = {"reset": Reset, "shrink_perturb": ShrinkPerturb, "hare_tortoise": HareTortoise,
+         "reset_optimizer": ResetOptimizer}

@@ -52,7 +52,8 @@ PRESETS = ["head_reset", "shrink_perturb", "hare_tortoise", "reset_but_encoder",
 
 @pytest.mark.parametrize("agent, preset", [(a, p) for a in ("drq", "drq_atari", "bbf") for p in PRESETS]
                          + [("bbf", "bbf"), ("bbf", "bbf_hare_tortoise"),
-                            ("drq", "injection"), ("drq_atari", "injection")])
+                            ("drq", "injection"), ("drq_atari", "injection"),
+                            ("drq", "plastic"), ("drq_atari", "plastic_atari")])
 def test_every_preset_applies_to_pixel_agents(tmp_path, preset, agent):
     """Resets every 20 updates on 41 updates of each pixel agent (its groups resolve, it fires;
     not at 40, which leaves less than no_reset_within of an interval)."""
@@ -64,9 +65,10 @@ def test_every_preset_applies_to_pixel_agents(tmp_path, preset, agent):
     trainer = Trainer(cfg, tmp_path)
     trainer.train()
     if preset != "regen":
-        rules = len(trainer.scheduler.rules)  # bbf: 2 rules, bbf_hare_tortoise: 3, others 1
-        fired = [20, 40] if preset == "redo" else [20]  # ReDo fires to the end (no_reset_within 0)
-        assert [e["updates"] for e in trainer.scheduler.events] == fired * rules
+        rules = len(trainer.scheduler.rules)  # bbf, plastic_atari: 2 rules, bbf_hare_tortoise: 3, others 1
+        # ReDo fires to the end (no_reset_within 0), plastic_atari up to the last update but one
+        fired = [20, 40] if preset in ("redo", "plastic_atari") else [20]
+        assert sorted(e["updates"] for e in trainer.scheduler.events) == sorted(fired * rules)
 
 
 def test_pixel_run_resumes_bitwise_identical(tmp_path):
