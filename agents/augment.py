@@ -46,8 +46,8 @@ def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator 
     b, c, h, w = x.shape
     high = pad + 1 if high_inclusive else pad  # exclusive bound of the shift
     shift = torch.randint(-pad, high, (b, 2), device=x.device, generator=generator)  # [B, (dy, dx)]
-    rows = (torch.arange(h, device=x.device) + shift[:, :1]).clamp_(0, h - 1)  # [B, H]
-    cols = (torch.arange(w, device=x.device) + shift[:, 1:]).clamp_(0, w - 1)  # [B, W]
+    rows = (torch.arange(h, device=x.device) + shift[:, :1]).clamp(0, h - 1)  # [B, H]
+    cols = (torch.arange(w, device=x.device) + shift[:, 1:]).clamp(0, w - 1)  # [B, W] (out of place: vmap has a rule)
     flat_idx = rows[:, :, None] * w + cols[:, None, :]  # [B, H, W] index into H*W
     flat_idx = flat_idx.view(b, 1, h * w).expand(b, c, h * w)  # [B, C, H*W]
     return x.reshape(b, c, h * w).gather(2, flat_idx).view(b, c, h, w)

@@ -23,7 +23,7 @@ and may override, where the defaults below do not fit:
     initial_value(name)                          fresh values of a bare agent-level parameter
     training_state / load_training_state         counters beyond weights and optimizer states
     member_body, member_update_key               an update body for many members at once
-                                                 (agents/members.py; SAC, RLPD)
+                                                 (agents/members.py; SAC, RLPD, DrQ, DrQ(eps))
 
 It never contains reset logic: interventions come from the scheduler (plasticity/). A new agent is
 one file and one `register_agent` call (agents/__init__.py); tests/test_agent_contract.py plugs a
@@ -72,8 +72,8 @@ class Agent(nn.Module, metaclass=ABCMeta):
     speed_mode: str = "none"
     _graphed: CapturedUpdate | None = None
     _eager: bool = False  # inside `eager_updates()`
-    # members (agents/members.py): an update body over `FunctionalOps`-like ops, and
-    # `member_update_key()` counting an update and giving its key; None: no members
+    # members (agents/members.py): an update body over `FunctionalOps`-like ops (step, call,
+    # tensors), and `member_update_key()` counting an update and giving its key; None: no members
     member_body = None
 
     @abstractmethod

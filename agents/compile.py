@@ -7,7 +7,8 @@ dispatches losses by name) with respect to the parameters of those optimizers
 (torch.func.grad, so the backward is traced and fused with the forward) and applies the
 optimizers' own math (torch.optim.adam.adam, capturable: Adam and AdamW, every param group's
 settings), in place; `ops.tensors(list)` maps the agent's tensors to the traced ones (for a target
-EMA). Nothing here names an agent's networks or optimizers: the inputs are every parameter and
+EMA); `ops.call(name, *args)` evaluates `agent(name, *args)` without gradient. Nothing here
+names an agent's networks or optimizers: the inputs are every parameter and
 buffer (`named_parameters`, `named_buffers`), every optimizer's state tensors and the batch.
 
 The body is traced once per signature (`make_fx`, fake tensors) into one aten graph over that
@@ -77,6 +78,12 @@ class FunctionalOps:
                 for settings, names, states in self._groups[name]:
                     _adam_step([trained[n] for n in names], [grads[n] for n in names], states, settings)
         return metrics
+
+
+    @torch.no_grad()
+    def call(self, name: str, *args):
+        """`agent(name, *args)` on the traced tensors, without gradient (e.g. an encoder pass)."""
+        return functional_call(self.agent, self._tensors, (name, *args))
 
 
 def _adam_step(params, grads, states, settings: dict) -> None:

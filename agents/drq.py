@@ -162,6 +162,35 @@ class DrQ(ConvPrecision, SAC):
             self.update_target()
         return metrics
 
+    # ------------------------------------------------------------- members
+    @property
+    def member_body(self):
+        """DrQ's update over stacked members (agents/members.py); none with SAM (its two passes)."""
+        return self._member_body if self._sam is None else None
+
+    def _member_body(self, key, batch, ops) -> dict[str, torch.Tensor]:
+        """`_update_step` against `ops` (agents/members.py `MemberOps`), key (actor due, target
+        due, tau) from SAC's `member_update_key`."""
+        actor_due, target_due, tau = key
+        metrics = dict(ops.step("critic_loss_and_view", ("critic",), batch))
+        view = metrics.pop("view")  # the first augmented view of s, [B, C, H, W] per member
+        if actor_due:  # on the features of the encoder the critic step just updated
+            metrics.update(ops.step("actor_loss", ("actor", "log_alpha"), ops.call("encode", view)))
+        if target_due:
+            with torch.no_grad():
+                torch._foreach_lerp_(ops.tensors(self._target_params), ops.tensors(self._critic_params), tau)
+        return metrics
+
+    def critic_loss_and_view(self, batch) -> tuple[torch.Tensor, dict]:
+        """`critic_loss` with the augmented view among the (gradient-free) outputs."""
+        loss, metrics, obs = self.critic_loss(batch)
+        return loss, {**metrics, "view": obs.detach()}
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Features f(obs) [B, D] of augmented pixels."""
+        with self._autocast():
+            return self.encoder(obs)
+
     def _views(self, pixels: torch.Tensor, n: int) -> torch.Tensor:
         """n independent augmentations of a batch, stacked view-major: [n * B, C, H, W]."""
         return self._layout(self._augment(pixels if n == 1 else pixels.repeat(n, 1, 1, 1)))

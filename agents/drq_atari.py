@@ -271,12 +271,39 @@ class DrQAtari(ConvPrecision, Agent):
 
     def update(self, batch) -> UpdateResult:
         """One Adam step on the TD loss (encoder + Q network), then the target copy when due."""
+        synced = self._target_synced  # target_update_every=1: always, unless an intervention came since the last copy
+        return UpdateResult(self._run_update((synced, self._count_update()), batch))
+
+    def _count_update(self) -> bool:
+        """Count an update; whether the target copy is due after it (then the target is synced)."""
         self._update_calls += 1
-        copy_due = self._update_calls % self.target_update_every == 0
-        # target_update_every=1: always synced, unless an intervention came since the last copy
-        metrics = self._run_update((self._target_synced, copy_due), batch)
-        self._target_synced = copy_due
-        return UpdateResult(metrics)
+        self._target_synced = self._update_calls % self.target_update_every == 0
+        return self._target_synced
+
+    # ------------------------------------------------------------- members
+    def forward(self, loss: str, *args):
+        """A loss by name ('td_loss'), for torch.func.functional_call (members)."""
+        return getattr(self, loss)(*args)
+
+    @property
+    def member_body(self):
+        """The update over stacked members (agents/members.py); none with SAM or clipping."""
+        return self._member_body if self._sam is None and self.max_grad_norm is None else None
+
+    def member_update_key(self) -> tuple[bool, bool]:
+        """Count an update; the members' key (synced, copy due). Synced is False in a group: a
+        reset in one member un-syncs its target only, so every member reads its target network
+        (right after a copy that forward gives the online one's values)."""
+        return False, self._count_update()
+
+    def _member_body(self, key, batch, ops) -> dict[str, torch.Tensor]:
+        """`_update_step` against `ops` (agents/members.py `MemberOps`)."""
+        synced, copy_due = key
+        metrics = ops.step("td_loss", ("critic",), batch, synced)
+        if copy_due:
+            with torch.no_grad():
+                torch._foreach_copy_(ops.tensors(self._target_params), ops.tensors(self._online_params))
+        return metrics
 
     def _update_step(self, key: tuple[bool, bool], batch) -> dict[str, torch.Tensor]:
         synced, copy_due = key

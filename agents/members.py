@@ -40,7 +40,7 @@ class MemberStack:
         body = getattr(self.template, "member_body", None)
         if body is None:
             raise MemberError(f"{type(self.template).__name__} has no vectorized update body "
-                              "(members support SAC and RLPD)")
+                              "(members support SAC, RLPD, DrQ and DrQ(eps))")
         self.body, self._lr_cache = body, {}
         self._check_alike()
         self.bind()
@@ -164,12 +164,21 @@ class MemberOps:
                         _adam(stack.tensors[n], grads[n], state, lr, settings)
         return metrics
 
+    @torch.no_grad()
+    def call(self, name: str, *args):
+        """`agent(name, *args)` of every member on its own tensors, without gradient: [M, ...]."""
+        stack = self.stack
+        dims = tuple(_in_dims(a) for a in args)
+        return vmap(lambda t, *member_args: functional_call(stack.template, t, (name, *member_args)),
+                    in_dims=(0, *dims), randomness="different")(stack.tensors, *args)
+
 
 def _in_dims(arg):
-    """vmap's in_dims for one argument: 0, or per field of a batch (None where a field is None)."""
+    """vmap's in_dims for one argument: 0 for a tensor, per field of a batch (None where a field
+    is None), None for anything else (a Python flag the loss takes, shared by every member)."""
     if isinstance(arg, tuple) and hasattr(arg, "_fields"):
         return type(arg)(*[None if f is None else 0 for f in arg])
-    return 0
+    return 0 if torch.is_tensor(arg) else None
 
 
 def _adam(param, grad_, state, lr, settings: dict) -> None:

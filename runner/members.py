@@ -18,7 +18,14 @@ from runner.checkpoint import flatten
 from runner.validate_common import Errors, brief, is_int
 
 MAY_DIFFER = ("lr", "gamma", "n_step", "init_temperature")  # agent keys members may vary
-AGENTS = ("sac",)  # agent.name values with a vectorized update (SAC; RLPD is agent=rlpd, name sac)
+# agent.name values with a vectorized update (RLPD and SimBa are name sac; drq_kostrikov is drq)
+AGENTS = ("sac", "drq", "drq_atari")
+# agent settings whose update has no vectorized form yet: key -> (refused when, allowed)
+NOT_WITH_MEMBERS = {
+    "optimizer": (lambda v: v == "sam", "adam (SAM's two passes are not vectorized)"),
+    "max_grad_norm": (lambda v: v is not None, "null (per-member gradient clipping is not vectorized)"),
+    "channels_last": (lambda v: v is True, "false (vmap keeps no channels-last layout)"),
+}
 GROUP_CHOICES = ("plasticity",)  # config groups a member may swap (`plasticity=head_reset`)
 OFF = ("members.seeds=null", "members.vary=null")  # a member's own config has no members
 
@@ -57,11 +64,16 @@ def validate_members(e: Errors, cfg: dict) -> None:
     if (cfg.get("logger") or {}).get("wandb"):
         e.add("members.seeds", "members.seeds: logger.wandb = true is not supported with members "
               "yet (one W&B run per member in one process is untested); allowed: logger.wandb=false")
-    name = (cfg.get("agent") or {}).get("name")
+    agent = cfg.get("agent") or {}
+    name = agent.get("name")
     if name not in AGENTS:
         e.add("members.seeds", f"members.seeds: agent.name = {brief(name)} has no vectorized update; "
-              f"members support: {', '.join(AGENTS)} (agent=sac, agent=rlpd)")
-    elif (cfg.get("agent") or {}).get("compile", "none") not in ("none", "compile", False, True):
+              f"members support: {', '.join(AGENTS)} (agent=sac, rlpd, simba, drq, drq_kostrikov, drq_atari)")
+    for key, (refused, allowed) in NOT_WITH_MEMBERS.items():
+        if key in agent and refused(agent[key]):
+            e.add(f"agent.{key}", f"agent.{key} = {brief(agent[key])} is not supported with members; "
+                  f"allowed with members: {allowed}")
+    if agent.get("compile", "none") not in ("none", "compile", False, True):
         e.add("members.seeds", "members.seeds: agent.compile = cudagraphs is not built for members; "
               "allowed with members: none, compile")
 

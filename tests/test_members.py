@@ -45,7 +45,13 @@ def test_member_specs_are_the_product_of_seeds_and_values():
     (("members.seeds=[0,0]",), "members.seeds", "distinct"),
     (("members.seeds=[0,1]", "members.vary={agent.hidden_dims:[[8],[16]]}"), "members.vary.agent.hidden_dims",
      "agent.lr"),
-    (("members.seeds=[0,1]", "agent=drq", "env=dmc_pixels/cartpole_swingup"), "members.seeds", "support: sac"),
+    (("members.seeds=[0,1]", "agent=bbf", "env=atari/pong"), "members.seeds", "support: sac, drq, drq_atari"),
+    (("members.seeds=[0,1]", "agent=drq", "env=dmc_pixels/cartpole_swingup", "plasticity=plastic"),
+     "agent.optimizer", "allowed with members: adam"),
+    (("members.seeds=[0,1]", "agent=drq_atari", "env=atari/pong", "agent.max_grad_norm=10"),
+     "agent.max_grad_norm", "allowed with members: null"),
+    (("members.seeds=[0,1]", "agent=drq", "env=dmc_pixels/cartpole_swingup", "agent.channels_last=true"),
+     "agent.channels_last", "allowed with members: false"),
     (("members.vary={agent.lr:[0.1]}",), "members.vary", "members.seeds is null"),
 ])
 def test_bad_members_are_refused_naming_the_key(overrides, key, words):

@@ -1,0 +1,109 @@
+"""Members of the pixel agents (DrQ, DrQ(eps)): a vectorized group equals M separate agents fed the
+same batches, with a reset in one member; a group trains from the trainer and resumes bitwise.
+The streams (env, exploration, replay sampling) are the trainer's, agent-independent, and tested
+with SAC in tests/test_members.py."""
+import copy
+
+import pytest
+import torch
+
+from agents.drq import DrQ
+from agents.drq_atari import DrQAtari
+from agents.members import MemberStack
+from plasticity.groups import resolve_group
+from plasticity.interventions import Reset
+from runner.group import GroupTrainer
+from runner.members import member_configs
+from tests.conftest import make_config
+from tests.test_drq_atari import OBS, SMALL, pixel_buffer
+from tests.test_members import _final
+from tests.test_pixel_training import CARTPOLE, PONG
+from tests.test_sam import PIXELS, drq_batch
+
+
+def _drq(lr):  # no augmentation: the group draws M members' shifts at once, another stream
+    return DrQ(PIXELS, 2, hidden_dims=(16,), channels=(4, 8), strides=(2, 2), feature_dim=8,
+               augment_pad=0, conv_layer_norm=True, lr=lr)
+
+
+def _drq_atari(lr):  # tanh: a ReLU unit near 0 passes its gradient or not on float noise (vmap's
+    # convolutions sum in another order), and after a reset such a flip parts the runs by ~lr
+    return DrQAtari(OBS, 3, augment_pad=0, intensity_scale=0.0, activation="tanh", lr=lr, **SMALL)
+
+
+@pytest.mark.parametrize("make", [_drq, _drq_atari], ids=["drq", "drq_atari"])
+def test_pixel_group_equals_separate_agents_with_a_reset_in_one_member(make, monkeypatch):
+    # the same policy noise in both (vmap draws M members' noise at once)
+    monkeypatch.setattr(torch, "randn_like",
+                        lambda x, **kw: torch.sin(torch.arange(x.shape.numel(), dtype=x.dtype)).reshape(x.shape))
+    torch.manual_seed(0)
+    agents = [make(lr) for lr in (1e-3, 3e-4)]
+    separate = copy.deepcopy(agents)
+    stack = MemberStack(agents)
+    buffers = [pixel_buffer(seed=k) for k in range(2)]
+    for i in range(30):
+        batches = ([drq_batch(seed=100 * k + i) for k in range(2)] if isinstance(agents[0], DrQ)
+                   else [b.sample(8) for b in buffers])
+        stack.update(batches)
+        for agent, batch in zip(separate, batches):
+            agent.update(batch)
+        if i == 14:  # member 1's critic reset (online and target), with its Adam state
+            before = {n: t[0].clone() for n, t in stack.tensors.items()}
+            for owner in (agents[1], separate[1]):
+                reset = Reset(target="copy_online")
+                reset.bind(owner, resolve_group(owner, ["critic"]))
+                torch.manual_seed(7)
+                reset.apply()
+                owner.on_reset({})
+            assert all(torch.equal(t[0], before[n]) for n, t in stack.tensors.items())  # member 0 untouched
+    for k in range(2):
+        for name, p in agents[k].state_dict().items():
+            torch.testing.assert_close(p, separate[k].state_dict()[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert not torch.equal(agents[0].critic.head.weight, agents[1].critic.head.weight)
+
+
+@pytest.mark.parametrize("base", [CARTPOLE, PONG], ids=["drq", "drq_atari"])
+def test_pixel_group_trains_and_resumes_bitwise(tmp_path, base):
+    """2 seeds x {none, shrink & perturb every 20 updates}, stopped mid-run and resumed."""
+    spec = {"seeds": [0, 1], "vary": {"plasticity": ["none", "shrink_perturb"]}}
+    overrides = [*base, "train.total_steps=160", "train.learning_starts=100", "train.eval_every=80",
+                 "++plasticity.unit=updates", "++plasticity.every=20"]
+
+    def group(name):
+        return GroupTrainer(member_configs(lambda o: make_config(*o), overrides, spec), tmp_path / name, spec)
+
+    full = group("full")
+    summary = full.train()
+    assert [s["updates"] for s in summary["members"]] == [61] * 4
+    part = group("resumed")
+    part.train(stop_at=130)
+    del part
+    resumed = group("resumed")
+    resumed.restore()
+    resumed.train()
+    a, b = _final(full), _final(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    for m, n in zip(full.members, resumed.members):
+        assert m.eval_history == n.eval_history and m.scheduler.events == n.scheduler.events
+    assert [len(m.scheduler.events) for m in full.members] == [0, 2, 0, 2]  # at 20 and 40 updates
+
+
+@pytest.mark.slow
+def test_compiled_pixel_members_match_eager_ones(monkeypatch):
+    """compile: the members' DrQ and DrQ(eps) bodies as one inductor graph (~45 s on 2 cores)."""
+    monkeypatch.setattr(torch, "randn_like",
+                        lambda x, **kw: torch.sin(torch.arange(x.shape.numel(), dtype=x.dtype)).reshape(x.shape))
+    for make in (_drq, _drq_atari):
+        runs = {}
+        for mode in ("none", "compile"):
+            torch.manual_seed(0)
+            stack = MemberStack([make(lr) for lr in (1e-3, 3e-4)], mode)
+            buffers = [pixel_buffer(seed=k) for k in range(2)]
+            for i in range(4):
+                stack.update([drq_batch(seed=10 * i + k) for k in range(2)] if make is _drq
+                             else [b.sample(8) for b in buffers])
+            runs[mode] = [t.clone() for t in stack.tensors.values()]
+        for a, b in zip(runs["none"], runs["compile"]):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
