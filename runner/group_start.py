@@ -13,6 +13,7 @@ from runner.group import GROUP_NAME, GroupTrainer
 from runner.members import MembersError, member_configs
 from runner.resume import merge_resume
 from runner.resume_checks import checkpoint_env_steps, read_saved_config
+from runner.start import RunFinished
 from runner.threads import apply_threads
 from runner.validate import validate_config
 
@@ -29,6 +30,9 @@ def prepare_group(config: dict, overrides: list[str], run_dir, compose, hydra_cf
     if config.get("resume") == "auto":  # a requeued job: continue its group if it checkpointed
         config = {**config, "resume": str(run_dir) if is_group_dir(run_dir) and
                   (Path(run_dir) / CHECKPOINT_NAME).is_file() else None}
+        overrides = [o for o in overrides if not o.startswith("resume=")]
+        if config["resume"]:
+            _refuse_finished(Path(run_dir), config, overrides)
     if config.get("resume"):
         run_dir = Path(config["resume"])
         members, spec = _resumed_members(run_dir, config, list(overrides))
@@ -50,6 +54,19 @@ def prepare_group(config: dict, overrides: list[str], run_dir, compose, hydra_cf
     if config.get("resume"):
         trainer.restore()
     return trainer
+
+
+def _refuse_finished(run_dir: Path, config: dict, overrides: list[str]) -> None:
+    """resume=auto on a group that reached train.total_steps (its own, or the command's): RunFinished,
+    as for a single run (train.py prints it and exits 0)."""
+    names = OmegaConf.to_container(OmegaConf.load(run_dir / GROUP_NAME)).get("members") or []
+    steps = checkpoint_env_steps(run_dir / CHECKPOINT_NAME, f"resume=auto ({run_dir})")
+    total = read_saved_config(run_dir / "members" / names[0])["train"].get("total_steps") if names else None
+    if any(o.split("=", 1)[0].lstrip("+") == "train.total_steps" for o in overrides):
+        total = config["train"]["total_steps"]  # the command extends (or shortens) the run
+    if isinstance(total, int) and steps >= total:
+        raise RunFinished(f"resume=auto: the group {run_dir} finished at {steps} env steps "
+                          f"(train.total_steps={total}); nothing to do")
 
 
 def _resumed_members(run_dir: Path, composed: dict, overrides: list[str]) -> tuple[list, dict]:
