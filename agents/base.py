@@ -23,7 +23,7 @@ and may override, where the defaults below do not fit:
     initial_value(name)                          fresh values of a bare agent-level parameter
     training_state / load_training_state         counters beyond weights and optimizer states
     member_body, member_update_key               an update body for many members at once
-                                                 (agents/members.py; SAC, RLPD, DrQ, DrQ(eps))
+                                                 (agents/members.py; SAC, RLPD, DrQ, DrQ(eps), BBF)
 
 It never contains reset logic: interventions come from the scheduler (plasticity/). A new agent is
 one file and one `register_agent` call (agents/__init__.py); tests/test_agent_contract.py plugs a

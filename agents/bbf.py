@@ -95,8 +95,8 @@ class BBF(ConvPrecision, Agent):
             [{"params": decay, "weight_decay": h["weight_decay"]},
              {"params": no_decay, "weight_decay": 0.0}],
             lr=learning_rate(h["lr"], mode, self.device), eps=h["adam_eps"], **optimizer_options(mode))}
-        # `compile`: the C51 + SPR losses (forward and AOT backward) as a compiled graph
-        self._losses_fn = self.losses if mode == "none" else compile_loss(self.losses)
+        # `compile`: the C51 + SPR loss (forward and AOT backward) as a compiled graph
+        self._losses_fn = self.weighted_loss if mode == "none" else compile_loss(self.weighted_loss)
         self._act_steps, self._cycle_updates = 0, 0
 
     # ------------------------------------------------------------- schedules
@@ -192,21 +192,47 @@ class BBF(ConvPrecision, Agent):
         return UpdateResult(metrics, priorities)
 
     def _update_step(self, key, batch) -> dict[str, torch.Tensor]:
-        weights = batch.weights
-        td, spr, metrics = (self.losses if self._eager else self._losses_fn)(batch)
-        per_sample = td + self.h["spr_weight"] * spr
-        loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
+        loss, metrics = (self.weighted_loss if self._eager else self._losses_fn)(batch)
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=self._online)
         opt.step()
         self.update_target()
-        return {"loss": loss.detach(), "td_loss": td.detach().mean(), "spr_loss": spr.detach().mean(),
-                **metrics, "priority": (td.detach() + 1e-10).sqrt()}
+        return metrics
 
     @torch.no_grad()
     def update_target(self) -> None:
         torch._foreach_lerp_(self._target, self._online, self.h["tau"])
+
+    # ------------------------------------------------------------- members
+    def forward(self, loss: str, *args):
+        """A loss by name ('weighted_loss'), for torch.func.functional_call (members)."""
+        return getattr(self, loss)(*args)
+
+    @property
+    def member_body(self):
+        """The update over stacked members (agents/members.py)."""
+        return self._member_body
+
+    def member_update_key(self) -> tuple:
+        """Count an update (the annealing's clock, as `update` does); BBF's update has no key."""
+        self._cycle_updates += 1
+        return ()
+
+    def weighted_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        """mean(w (L_C51 + spr_weight L_SPR)), with `_update_step`'s metrics and the priorities."""
+        td, spr, metrics = self.losses(batch)
+        per_sample = td + self.h["spr_weight"] * spr
+        loss = (per_sample * batch.weights).mean() if batch.weights is not None else per_sample.mean()
+        return loss, {"loss": loss.detach(), "td_loss": td.detach().mean(), "spr_loss": spr.detach().mean(),
+                      **metrics, "priority": (td.detach() + 1e-10).sqrt()}
+
+    def _member_body(self, key, batch, ops) -> dict[str, torch.Tensor]:
+        """`_update_step` against `ops` (agents/members.py `MemberOps`): one AdamW step, the EMA."""
+        metrics = ops.step("weighted_loss", ("critic",), batch)
+        with torch.no_grad():
+            torch._foreach_lerp_(ops.tensors(self._target), ops.tensors(self._online), self.h["tau"])
+        return metrics
 
     # ----------------------------------------------------------- persistence
     def training_state(self) -> dict:

@@ -163,7 +163,9 @@ class TransitionModel(nn.Module):
     def step(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One step: latent [B, C, H, W], action [B] (int) -> next latent [B, C, H, W]."""
         b, _, h, w = latent.shape
-        planes = F.one_hot(action.long(), self.num_actions).to(latent.dtype)  # [B, A]
+        # one-hot by comparison: F.one_hot reads the largest action on the host (a sync, and no vmap)
+        actions = torch.arange(self.num_actions, device=action.device)
+        planes = (action.long()[:, None] == actions).to(latent.dtype)  # [B, A]
         planes = planes[:, :, None, None].expand(b, self.num_actions, h, w)  # [B, A, H, W]
         if latent.is_contiguous(memory_format=torch.channels_last) and not latent.is_contiguous():
             planes = planes.contiguous(memory_format=torch.channels_last)  # so the cat stays NHWC

@@ -40,7 +40,7 @@ class MemberStack:
         body = getattr(self.template, "member_body", None)
         if body is None:
             raise MemberError(f"{type(self.template).__name__} has no vectorized update body "
-                              "(members support SAC, RLPD, DrQ and DrQ(eps))")
+                              "(members support SAC, RLPD, DrQ, DrQ(eps) and BBF)")
         self.body, self._lr_cache = body, {}
         self._check_alike()
         self.bind()

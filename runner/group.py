@@ -160,8 +160,9 @@ class GroupTrainer:
             for m, batch in zip(self.members, batches):
                 with m.diagnostics.capture(True):
                     results.append(m.agent.update(batch))
-        else:
-            results = [UpdateResult(x) for x in self.stack.update(batches)]
+        else:  # a member's `priority` metric is its replay feedback (BBF), as `update` returns it
+            results = [UpdateResult({k: v for k, v in x.items() if k != "priority"}, x.get("priority"))
+                       for x in self.stack.update(batches)]
         for m, batch, result in zip(self.members, batches, results):
             m._metrics = m._after_update(m.logger, batch, result, due)
 

@@ -19,7 +19,7 @@ from runner.validate_common import Errors, brief, is_int
 
 MAY_DIFFER = ("lr", "gamma", "n_step", "init_temperature")  # agent keys members may vary
 # agent.name values with a vectorized update (RLPD and SimBa are name sac; drq_kostrikov is drq)
-AGENTS = ("sac", "drq", "drq_atari")
+AGENTS = ("sac", "drq", "drq_atari", "bbf")
 # agent settings whose update has no vectorized form yet: key -> (refused when, allowed)
 NOT_WITH_MEMBERS = {
     "optimizer": (lambda v: v == "sam", "adam (SAM's two passes are not vectorized)"),
@@ -68,7 +68,7 @@ def validate_members(e: Errors, cfg: dict) -> None:
     name = agent.get("name")
     if name not in AGENTS:
         e.add("members.seeds", f"members.seeds: agent.name = {brief(name)} has no vectorized update; "
-              f"members support: {', '.join(AGENTS)} (agent=sac, rlpd, simba, drq, drq_kostrikov, drq_atari)")
+              f"members support: {', '.join(AGENTS)} (agent=sac, rlpd, simba, drq, drq_kostrikov, drq_atari, bbf)")
     for key, (refused, allowed) in NOT_WITH_MEMBERS.items():
         if key in agent and refused(agent[key]):
             e.add(f"agent.{key}", f"agent.{key} = {brief(agent[key])} is not supported with members; "

@@ -45,7 +45,7 @@ def test_member_specs_are_the_product_of_seeds_and_values():
     (("members.seeds=[0,0]",), "members.seeds", "distinct"),
     (("members.seeds=[0,1]", "members.vary={agent.hidden_dims:[[8],[16]]}"), "members.vary.agent.hidden_dims",
      "agent.lr"),
-    (("members.seeds=[0,1]", "agent=bbf", "env=atari/pong"), "members.seeds", "support: sac, drq, drq_atari"),
+    (("members.seeds=[0,1]", "agent=iql"), "members.seeds", "support: sac, drq, drq_atari, bbf"),
     (("members.seeds=[0,1]", "agent=drq", "env=dmc_pixels/cartpole_swingup", "plasticity=plastic"),
      "agent.optimizer", "allowed with members: adam"),
     (("members.seeds=[0,1]", "agent=drq_atari", "env=atari/pong", "agent.max_grad_norm=10"),

@@ -1,5 +1,6 @@
-"""Members of the pixel agents (DrQ, DrQ(eps)): a vectorized group equals M separate agents fed the
-same batches, with a reset in one member; a group trains from the trainer and resumes bitwise.
+"""Members of the pixel agents (DrQ, DrQ(eps), BBF): a vectorized group equals M separate agents
+fed the same batches (with a reset in one member; BBF's priorities too); a group trains from the
+trainer and resumes bitwise.
 The streams (env, exploration, replay sampling) are the trainer's, agent-independent, and tested
 with SAC in tests/test_members.py."""
 import copy
@@ -7,6 +8,7 @@ import copy
 import pytest
 import torch
 
+from agents.bbf import BBF
 from agents.drq import DrQ
 from agents.drq_atari import DrQAtari
 from agents.members import MemberStack
@@ -17,7 +19,8 @@ from runner.members import member_configs
 from tests.conftest import make_config
 from tests.test_drq_atari import OBS, SMALL, pixel_buffer
 from tests.test_members import _final
-from tests.test_pixel_training import CARTPOLE, PONG
+from tests.test_bbf import OBS as BBF_OBS, TINY as BBF_TINY, filled_buffer
+from tests.test_pixel_training import BBF as BBF_RUN, CARTPOLE, PONG
 from tests.test_sam import PIXELS, drq_batch
 
 
@@ -62,7 +65,39 @@ def test_pixel_group_equals_separate_agents_with_a_reset_in_one_member(make, mon
     assert not torch.equal(agents[0].critic.head.weight, agents[1].critic.head.weight)
 
 
-@pytest.mark.parametrize("base", [CARTPOLE, PONG], ids=["drq", "drq_atari"])
+def test_bbf_group_equals_separate_agents_priorities_included():
+    """BBF on prioritized sequence replay: parameters, AdamW states, the annealing clock and the
+    priorities each member hands its buffer equal M separate agents' (tanh: see _drq_atari)."""
+    torch.manual_seed(0)
+    agents = [BBF(BBF_OBS, 6, augment_pad=0, intensity_scale=0.0, activation="tanh", lr=lr, **BBF_TINY)
+              for lr in (1e-4, 5e-5)]
+    separate = copy.deepcopy(agents)
+    stack = MemberStack(agents)
+    buffers = [filled_buffer(), filled_buffer()]
+    for _ in range(6):
+        batches = [buf.sample_request(agent.replay_request(8)) for agent, buf in zip(separate, buffers)]
+        grouped = stack.update(batches)
+        for agent, batch, out in zip(separate, batches, grouped):
+            torch.testing.assert_close(out["priority"], agent.update(batch).priorities, atol=1e-5, rtol=1e-4)
+    for k in range(2):
+        assert agents[k]._cycle_updates == separate[k]._cycle_updates == 6
+        for name, p in agents[k].state_dict().items():
+            torch.testing.assert_close(p, separate[k].state_dict()[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_bbf_group_trains_from_the_trainer_with_its_priorities(tmp_path):
+    spec = {"seeds": [0, 1], "vary": None}
+    overrides = [*BBF_RUN, "train.total_steps=120", "train.learning_starts=100", "train.eval_every=0"]
+    g = GroupTrainer(member_configs(lambda o: make_config(*o), overrides, spec), tmp_path, spec)
+    summary = g.train()
+    assert [s["updates"] for s in summary["members"]] == [21, 21]
+    for m in g.members:  # the buffers got the members' own priorities, not only the initial max
+        assert m.buffer.sampler.probabilities(torch.arange(100)).unique().numel() > 1
+        assert m.agent._cycle_updates == 21
+
+
+@pytest.mark.parametrize("base", [CARTPOLE, PONG, pytest.param(BBF_RUN, marks=pytest.mark.slow)],
+                         ids=["drq", "drq_atari", "bbf"])
 def test_pixel_group_trains_and_resumes_bitwise(tmp_path, base):
     """2 seeds x {none, shrink & perturb every 20 updates}, stopped mid-run and resumed."""
     spec = {"seeds": [0, 1], "vary": {"plasticity": ["none", "shrink_perturb"]}}
@@ -107,3 +142,20 @@ def test_compiled_pixel_members_match_eager_ones(monkeypatch):
             runs[mode] = [t.clone() for t in stack.tensors.values()]
         for a, b in zip(runs["none"], runs["compile"]):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_bbf_members_match_eager_ones():
+    """compile: BBF's members' body as one inductor graph (~70 s on 2 cores)."""
+    runs = {}
+    for mode in ("none", "compile"):
+        torch.manual_seed(0)
+        agents = [BBF(BBF_OBS, 6, augment_pad=0, intensity_scale=0.0, activation="tanh", lr=lr, **BBF_TINY)
+                  for lr in (1e-4, 5e-5)]
+        stack = MemberStack(agents, mode)
+        buffers = [filled_buffer(), filled_buffer()]
+        for _ in range(3):
+            stack.update([buf.sample_request(a.replay_request(8)) for a, buf in zip(agents, buffers)])
+        runs[mode] = [t.clone() for t in stack.tensors.values()]
+    for a, b in zip(runs["none"], runs["compile"]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
