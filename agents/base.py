@@ -73,8 +73,10 @@ class Agent(nn.Module, metaclass=ABCMeta):
     _graphed: CapturedUpdate | None = None
     _eager: bool = False  # inside `eager_updates()`
     # members (agents/members.py): an update body over `FunctionalOps`-like ops (step, call,
-    # tensors), and `member_update_key()` counting an update and giving its key; None: no members
+    # tensors, ema_), and `member_update_key()` counting an update and giving its key; None: no
+    # members. `member_key_values`: key positions members may differ in (per-member rates, tau)
     member_body = None
+    member_key_values: tuple[int, ...] = ()
 
     @abstractmethod
     def act(self, obs, deterministic: bool = False):

@@ -214,10 +214,12 @@ class BBF(ConvPrecision, Agent):
         """The update over stacked members (agents/members.py)."""
         return self._member_body
 
+    member_key_values = (0,)  # tau may differ between members
+
     def member_update_key(self) -> tuple:
-        """Count an update (the annealing's clock, as `update` does); BBF's update has no key."""
+        """Count an update (the annealing's clock, as `update` does); the key: (tau,)."""
         self._cycle_updates += 1
-        return ()
+        return (self.h["tau"],)
 
     def weighted_loss(self, batch) -> tuple[torch.Tensor, dict]:
         """mean(w (L_C51 + spr_weight L_SPR)), with `_update_step`'s metrics and the priorities."""
@@ -230,8 +232,7 @@ class BBF(ConvPrecision, Agent):
     def _member_body(self, key, batch, ops) -> dict[str, torch.Tensor]:
         """`_update_step` against `ops` (agents/members.py `MemberOps`): one AdamW step, the EMA."""
         metrics = ops.step("weighted_loss", ("critic",), batch)
-        with torch.no_grad():
-            torch._foreach_lerp_(ops.tensors(self._target), ops.tensors(self._online), self.h["tau"])
+        ops.ema_(self._target, self._online, key[0])
         return metrics
 
     # ----------------------------------------------------------- persistence

@@ -6,10 +6,11 @@ The agent writes its update once more as `body(key, batch, ops)` against `Functi
 dispatches losses by name) with respect to the parameters of those optimizers
 (torch.func.grad, so the backward is traced and fused with the forward) and applies the
 optimizers' own math (torch.optim.adam.adam, capturable: Adam and AdamW, every param group's
-settings), in place; `ops.tensors(list)` maps the agent's tensors to the traced ones (for a target
-EMA); `ops.call(name, *args)` evaluates `agent(name, *args)` without gradient. Nothing here
-names an agent's networks or optimizers: the inputs are every parameter and
-buffer (`named_parameters`, `named_buffers`), every optimizer's state tensors and the batch.
+settings), in place; `ops.tensors(list)` maps the agent's tensors to the traced ones;
+`ops.ema_(targets, onlines, tau)` is a target EMA on them; `ops.call(name, *args)` evaluates
+`agent(name, *args)` without gradient. Nothing here names an agent's networks or optimizers: the
+inputs are every parameter and buffer (`named_parameters`, `named_buffers`), every optimizer's
+state tensors and the batch.
 
 The body is traced once per signature (`make_fx`, fake tensors) into one aten graph over that
 explicit flat list, and `torch._inductor.compile` turns it into one callable, called with the
@@ -79,6 +80,11 @@ class FunctionalOps:
                     _adam_step([trained[n] for n in names], [grads[n] for n in names], states, settings)
         return metrics
 
+
+    @torch.no_grad()
+    def ema_(self, targets, onlines, rate: float) -> None:
+        """targets <- (1 - rate) targets + rate onlines (a target EMA), in place."""
+        torch._foreach_lerp_(self.tensors(targets), self.tensors(onlines), rate)
 
     @torch.no_grad()
     def call(self, name: str, *args):

@@ -177,8 +177,7 @@ class DrQ(ConvPrecision, SAC):
         if actor_due:  # on the features of the encoder the critic step just updated
             metrics.update(ops.step("actor_loss", ("actor", "log_alpha"), ops.call("encode", view)))
         if target_due:
-            with torch.no_grad():
-                torch._foreach_lerp_(ops.tensors(self._target_params), ops.tensors(self._critic_params), tau)
+            ops.ema_(self._target_params, self._critic_params, tau)
         return metrics
 
     def critic_loss_and_view(self, batch) -> tuple[torch.Tensor, dict]:

@@ -110,6 +110,21 @@ class MemberStack:
             out.append(stacked)
         return tuple(out)
 
+    def _merged_key(self, keys: list[tuple]) -> tuple:
+        """The group's key: the members' keys, which must agree except at the agent's
+        `member_key_values` positions (per-member rates such as tau), which become the tuple of
+        the members' values there when they differ (`MemberOps.ema_` reads that)."""
+        per_member = set(getattr(self.template, "member_key_values", ()))
+        merged = []
+        for i, values in enumerate(zip(*keys)):
+            if all(v == values[0] for v in values):
+                merged.append(values[0])
+            elif i in per_member:
+                merged.append(PerMember(values))
+            else:
+                raise MemberError(f"members disagree on the update's key: {keys}")
+        return tuple(merged)
+
     def _learning_rates(self, opt_name: str, g_index: int) -> torch.Tensor:
         """[M] the members' learning rates of one param group (they may differ)."""
         lrs = tuple(float(a.optimizers[opt_name].param_groups[g_index]["lr"]) for a in self.agents)
@@ -121,15 +136,13 @@ class MemberStack:
     # -------------------------------------------------------------- update
     def update(self, batches: list) -> list[dict]:
         """One update of every member on its own batch; returns each member's metrics."""
-        keys = [a.member_update_key() for a in self.agents]
-        if any(k != keys[0] for k in keys):
-            raise MemberError(f"members disagree on the update's key: {keys}")
+        key = self._merged_key([a.member_update_key() for a in self.agents])
         batch = type(batches[0])(*[None if f is None else torch.stack(list(fs))
                                    for f, fs in zip(batches[0], zip(*batches))])  # [M, B, ...]
         if self._compiled is not None:  # one inductor graph (agents/members_compile.py)
-            metrics = self._compiled(keys[0], batch)
+            metrics = self._compiled(key, batch)
         else:
-            metrics = self.body(keys[0], batch, MemberOps(self))
+            metrics = self.body(key, batch, MemberOps(self))
         return [{name: value[k] for name, value in metrics.items()} for k in range(len(self.agents))]
 
 
@@ -165,12 +178,32 @@ class MemberOps:
         return metrics
 
     @torch.no_grad()
+    def ema_(self, targets, onlines, rate) -> None:
+        """targets <- (1 - rate) targets + rate onlines, in place on the stacks; `rate` is one
+        number for every member or a `PerMember` tuple (each member's own tau)."""
+        targets, onlines = self.tensors(targets), self.tensors(onlines)
+        if not isinstance(rate, PerMember):
+            torch._foreach_lerp_(targets, onlines, rate)
+            return
+        cache = getattr(self.stack, "_lr_cache", {})  # eager: made once (a copy to the device is a sync)
+        key = ("rate", tuple(rate), targets[0].dtype)
+        if key not in cache:  # (traced by CompiledMembers: a constant of the graph, whose key holds it)
+            cache[key] = torch.tensor(rate, dtype=targets[0].dtype, device=targets[0].device)  # [M]
+        weights = cache[key]
+        for t, o in zip(targets, onlines):
+            t.lerp_(o, weights.view((-1,) + (1,) * (t.dim() - 1)))  # member k's slice by its own rate
+
+    @torch.no_grad()
     def call(self, name: str, *args):
         """`agent(name, *args)` of every member on its own tensors, without gradient: [M, ...]."""
         stack = self.stack
         dims = tuple(_in_dims(a) for a in args)
         return vmap(lambda t, *member_args: functional_call(stack.template, t, (name, *member_args)),
                     in_dims=(0, *dims), randomness="different")(stack.tensors, *args)
+
+
+class PerMember(tuple):
+    """The members' values at a key position where they may differ (e.g. each member's tau)."""
 
 
 def _in_dims(arg):

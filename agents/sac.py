@@ -179,6 +179,8 @@ class SAC(Agent):
         return self._compiled_body if type(self)._compiled_body is SAC._compiled_body \
             and type(self).critic_loss is SAC.critic_loss else None
 
+    member_key_values = (2,)  # tau may differ between members (MemberStack merges it per member)
+
     def member_update_key(self) -> tuple:
         """Count this update; the key of `member_body` (actor due, target due, tau)."""
         return (*self._next_due(), self.tau)
@@ -207,9 +209,8 @@ class SAC(Agent):
         metrics.update(ops.step("critic_loss", ("critic",), batch))
         if actor_due and not self.actor_first:  # the actor loss reads the critic just updated
             metrics.update(ops.step("actor_loss", ("actor", "log_alpha"), batch.obs))
-        if target_due:
-            with torch.no_grad():
-                torch._foreach_lerp_(ops.tensors(self._target_params), ops.tensors(self._critic_params), tau)
+        if target_due:  # tau: one number, or each member's (agents/members.py PerMember)
+            ops.ema_(self._target_params, self._critic_params, tau)
         return metrics
 
     def forward(self, loss: str, *args):

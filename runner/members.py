@@ -17,7 +17,7 @@ import json
 from runner.checkpoint import flatten
 from runner.validate_common import Errors, brief, is_int
 
-MAY_DIFFER = ("lr", "gamma", "n_step", "init_temperature")  # agent keys members may vary
+MAY_DIFFER = ("lr", "tau", "gamma", "n_step", "init_temperature")  # agent keys members may vary
 # agent.name values with a vectorized update (RLPD and SimBa are name sac; drq_kostrikov is drq)
 AGENTS = ("sac", "drq", "drq_atari", "bbf")
 # agent settings whose update has no vectorized form yet: key -> (refused when, allowed)

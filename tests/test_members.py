@@ -129,6 +129,27 @@ def test_group_equals_separate_agents_with_a_reset_in_one_member(monkeypatch):
                                            atol=1e-7, rtol=1e-3)
 
 
+def test_members_may_differ_in_tau(monkeypatch):
+    """Each member's target EMA at its own tau (the key's per-member value), against 3 single agents."""
+    monkeypatch.setattr(torch, "randn_like",
+                        lambda x, **kw: torch.sin(torch.arange(x.shape.numel(), dtype=x.dtype)).reshape(x.shape))
+    torch.manual_seed(0)
+    agents = [SAC(3, 1, hidden_dims=(16, 16), tau=tau) for tau in (0.005, 0.05, 0.5)]
+    separate = copy.deepcopy(agents)
+    stack = MemberStack(agents)
+    for i in range(20):
+        batches = [_batch(k, i) for k in range(3)]
+        stack.update(batches)
+        for agent, batch in zip(separate, batches):
+            agent.update(batch)
+    for k in range(3):
+        for name, p in agents[k].state_dict().items():
+            torch.testing.assert_close(p, separate[k].state_dict()[name], atol=1e-5, rtol=1e-4, msg=name)
+    specs = member_specs({"seeds": [0], "vary": {"agent.tau": [0.005, 0.01]}})
+    assert specs[1][1] == ["seed=0", "++agent.tau=0.01"]
+    validate_config(make_config(*SHORT, "members.seeds=[0]", "members.vary={agent.tau:[0.005,0.01]}"))
+
+
 def _final(trainer):
     out = {}
     for k, m in enumerate(trainer.members):
