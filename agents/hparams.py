@@ -78,7 +78,6 @@ RULES: dict[str, tuple] = {
     "v_min": (finite, "a finite number"),
     "v_max": (finite, "a finite number"),
     "adam_eps": (_positive, "a number > 0"),
-    "weight_decay": (_non_negative, "a number >= 0"),
     "spr_weight": (_non_negative, "a number >= 0"),
     "spr_horizon": (int_ge(1), "an integer >= 1 (SPR prediction steps)"),
     "n_step_start": (int_ge(1), "an integer >= 1"),

@@ -46,24 +46,29 @@ def main():
                                 "unit": "updates", "every": 1}]).after_update(1, 1)
     rows = {"sac": SAC(17, 6), "injection, before": SAC(17, 6, injection=True),
             "injection, after": injected, "simba": SAC(17, 6, **SIMBA)}
-    batch = batch_of("sac", 256)
-    times = {name: [] for name in rows}
-    for agent in rows.values():
-        for _ in range(3):
-            agent.update(batch)
-    for _ in range(args.rounds):
-        for name, agent in rows.items():
-            start = time.perf_counter()
-            for _ in range(args.updates):
-                agent.update(batch)
-            times[name].append((time.perf_counter() - start) / args.updates * 1e3)
+    times = interleaved_ms(rows, batch_of("sac", 256), args.rounds, args.updates, warmup=3)
     print(header)
     print(f"SAC per-update ms, batch 256, obs 17, action 6, eager, {args.threads} thread(s); median of "
           f"{args.rounds} interleaved rounds of {args.updates} updates")
-    base = statistics.median(times["sac"])
-    for name, values in times.items():
-        ms = statistics.median(values)
+    base = times["sac"]
+    for name, ms in times.items():
         print(f"  {name:18s} {ms:7.2f} ms  ({ms / base:.2f}x sac)")
+
+
+def interleaved_ms(rows: dict, batch, rounds: int, updates: int, warmup: int = 1) -> dict[str, float]:
+    """Median ms per update of each agent in `rows`, timed `updates` at a time, the rows taking
+    turns round by round (a shared machine's slow spells fall on every row alike)."""
+    times = {name: [] for name in rows}
+    for agent in rows.values():
+        for _ in range(warmup):
+            agent.update(batch)
+    for _ in range(rounds):
+        for name, agent in rows.items():
+            start = time.perf_counter()
+            for _ in range(updates):
+                agent.update(batch)
+            times[name].append((time.perf_counter() - start) / updates * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ round by round (shared machines are noisy; medians are printed):
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.drq import DrQ  # noqa: E402
 from agents.drq_atari import DrQAtari  # noqa: E402
+from bench.method_cost import interleaved_ms  # noqa: E402
 from bench.sac_throughput import run_header  # noqa: E402
 from replay.buffer import Batch  # noqa: E402
 from tests.conftest import make_config  # noqa: E402
@@ -67,21 +66,11 @@ def main():
         sam = dict(base, optimizer="sam", sam_rho=plastic["sam_rho"], sam_head=plastic["sam_head"])
         rows = {row: cls(shape, actions, **options)
                 for row, options in (("adam", base), ("sam", sam), ("plastic", plastic))}
-        batch = batch_for(shape, actions, b, discrete=cls is DrQAtari)
-        times = {row: [] for row in rows}
-        for agent in rows.values():
-            agent.update(batch)
-        for _ in range(args.rounds):
-            for row, agent in rows.items():
-                start = time.perf_counter()
-                for _ in range(args.updates):
-                    agent.update(batch)
-                times[row].append((time.perf_counter() - start) / args.updates * 1e3)
-        adam = statistics.median(times["adam"])
+        times = interleaved_ms(rows, batch_for(shape, actions, b, discrete=cls is DrQAtari),
+                               args.rounds, args.updates)
         print(f"{name}: obs {shape}, batch {b}")
-        for row, values in times.items():
-            ms = statistics.median(values)
-            print(f"  {row:8s} {ms:8.1f} ms  ({ms / adam:.2f}x adam)")
+        for row, ms in times.items():
+            print(f"  {row:8s} {ms:8.1f} ms  ({ms / times['adam']:.2f}x adam)")
 
 
 if __name__ == "__main__":

@@ -92,10 +92,48 @@ def _batch(k: int, i: int) -> Batch:
                  torch.arange(16))
 
 
-def test_group_equals_separate_agents_with_a_reset_in_one_member(monkeypatch):
-    # the same policy noise in both (vmap draws M members' noise at once, so its stream differs)
+def fixed_policy_noise(monkeypatch) -> None:
+    """The same policy noise in a group and in single agents (vmap draws M members' noise at
+    once, so its stream differs from M single draws)."""
     monkeypatch.setattr(torch, "randn_like",
                         lambda x, **kw: torch.sin(torch.arange(x.shape.numel(), dtype=x.dtype)).reshape(x.shape))
+
+
+def assert_same_groups(full, resumed) -> None:
+    """Two groups ended alike: every member's parameters, replay, optimizer state (bitwise),
+    evaluations and plasticity events."""
+    a, b = _final(full), _final(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    for m, n in zip(full.members, resumed.members):
+        assert m.eval_history == n.eval_history and m.scheduler.events == n.scheduler.events
+
+
+def side_by_side(agents: list, batches_for, updates: int, between=None):
+    """`updates` updates of `agents` as one group and of copies of them as separate agents, on
+    the same batches (`batches_for(i)`: one per member); `between(i, separate)` after update i.
+    Returns the copies."""
+    separate = copy.deepcopy(agents)
+    stack = MemberStack(agents)
+    for i in range(updates):
+        batches = batches_for(i)
+        stack.update(batches)
+        for agent, batch in zip(separate, batches):
+            agent.update(batch)
+        if between is not None:
+            between(i, separate)
+    return separate
+
+
+def assert_close_agents(agents: list, separate: list) -> None:
+    for k, (agent, other) in enumerate(zip(agents, separate)):
+        for name, p in agent.state_dict().items():
+            torch.testing.assert_close(p, other.state_dict()[name], atol=1e-5, rtol=1e-4, msg=f"{k}: {name}")
+
+
+def test_group_equals_separate_agents_with_a_reset_in_one_member(monkeypatch):
+    fixed_policy_noise(monkeypatch)
     torch.manual_seed(0)
     agents = [SAC(3, 1, hidden_dims=(16, 16), lr=lr) for lr in (1e-3, 3e-4, 1e-4)]
     separate = copy.deepcopy(agents)
@@ -131,20 +169,10 @@ def test_group_equals_separate_agents_with_a_reset_in_one_member(monkeypatch):
 
 def test_members_may_differ_in_tau(monkeypatch):
     """Each member's target EMA at its own tau (the key's per-member value), against 3 single agents."""
-    monkeypatch.setattr(torch, "randn_like",
-                        lambda x, **kw: torch.sin(torch.arange(x.shape.numel(), dtype=x.dtype)).reshape(x.shape))
+    fixed_policy_noise(monkeypatch)
     torch.manual_seed(0)
     agents = [SAC(3, 1, hidden_dims=(16, 16), tau=tau) for tau in (0.005, 0.05, 0.5)]
-    separate = copy.deepcopy(agents)
-    stack = MemberStack(agents)
-    for i in range(20):
-        batches = [_batch(k, i) for k in range(3)]
-        stack.update(batches)
-        for agent, batch in zip(separate, batches):
-            agent.update(batch)
-    for k in range(3):
-        for name, p in agents[k].state_dict().items():
-            torch.testing.assert_close(p, separate[k].state_dict()[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert_close_agents(agents, side_by_side(agents, lambda i: [_batch(k, i) for k in range(3)], 20))
     specs = member_specs({"seeds": [0], "vary": {"agent.tau": [0.005, 0.01]}})
     assert specs[1][1] == ["seed=0", "++agent.tau=0.01"]
     validate_config(make_config(*SHORT, "members.seeds=[0]", "members.vary={agent.tau:[0.005,0.01]}"))
@@ -172,13 +200,7 @@ def test_interrupted_group_resumes_bitwise(tmp_path):
     resumed.restore()
     assert resumed.counters["env_steps"] == 333
     resumed.train()
-    a, b = _final(full), _final(resumed)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    for m, n in zip(full.members, resumed.members):
-        assert m.eval_history == n.eval_history
-        assert m.scheduler.events == n.scheduler.events
+    assert_same_groups(full, resumed)
     # seed-major order; S&P at 150, 300, 450, 600 updates (not 750: under an interval left)
     assert [len(m.scheduler.events) for m in full.members] == [0, 4, 0, 4]
 
@@ -295,6 +317,4 @@ def test_a_signal_checkpoints_the_group_and_it_resumes_bitwise(tmp_path, monkeyp
     resumed.restore()
     assert resumed.counters["env_steps"] == 274  # the step of update 150 finished, then the stop
     resumed.train()
-    a, b = _final(full), _final(resumed)
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    assert_same_groups(full, resumed)

@@ -18,7 +18,7 @@ from runner.group import GroupTrainer
 from runner.members import member_configs
 from tests.conftest import make_config
 from tests.test_drq_atari import OBS, SMALL, pixel_buffer
-from tests.test_members import _final
+from tests.test_members import assert_close_agents, assert_same_groups, fixed_policy_noise, side_by_side
 from tests.test_bbf import OBS as BBF_OBS, TINY as BBF_TINY, filled_buffer
 from tests.test_pixel_training import BBF as BBF_RUN, CARTPOLE, PONG
 from tests.test_sam import PIXELS, drq_batch
@@ -36,32 +36,27 @@ def _drq_atari(lr):  # tanh: a ReLU unit near 0 passes its gradient or not on fl
 
 @pytest.mark.parametrize("make", [_drq, _drq_atari], ids=["drq", "drq_atari"])
 def test_pixel_group_equals_separate_agents_with_a_reset_in_one_member(make, monkeypatch):
-    # the same policy noise in both (vmap draws M members' noise at once)
-    monkeypatch.setattr(torch, "randn_like",
-                        lambda x, **kw: torch.sin(torch.arange(x.shape.numel(), dtype=x.dtype)).reshape(x.shape))
+    fixed_policy_noise(monkeypatch)
     torch.manual_seed(0)
     agents = [make(lr) for lr in (1e-3, 3e-4)]
-    separate = copy.deepcopy(agents)
-    stack = MemberStack(agents)
     buffers = [pixel_buffer(seed=k) for k in range(2)]
-    for i in range(30):
-        batches = ([drq_batch(seed=100 * k + i) for k in range(2)] if isinstance(agents[0], DrQ)
-                   else [b.sample(8) for b in buffers])
-        stack.update(batches)
-        for agent, batch in zip(separate, batches):
-            agent.update(batch)
+
+    def batches_for(i):
+        return ([drq_batch(seed=100 * k + i) for k in range(2)] if isinstance(agents[0], DrQ)
+                else [b.sample(8) for b in buffers])
+
+    def reset_member_1(i, separate):
         if i == 14:  # member 1's critic reset (online and target), with its Adam state
-            before = {n: t[0].clone() for n, t in stack.tensors.items()}
+            before = {n: p.clone() for n, p in agents[0].state_dict().items()}
             for owner in (agents[1], separate[1]):
                 reset = Reset(target="copy_online")
                 reset.bind(owner, resolve_group(owner, ["critic"]))
                 torch.manual_seed(7)
                 reset.apply()
                 owner.on_reset({})
-            assert all(torch.equal(t[0], before[n]) for n, t in stack.tensors.items())  # member 0 untouched
-    for k in range(2):
-        for name, p in agents[k].state_dict().items():
-            torch.testing.assert_close(p, separate[k].state_dict()[name], atol=1e-5, rtol=1e-4, msg=name)
+            assert all(torch.equal(p, before[n]) for n, p in agents[0].state_dict().items())  # member 0 untouched
+
+    assert_close_agents(agents, side_by_side(agents, batches_for, 30, reset_member_1))
     assert not torch.equal(agents[0].critic.head.weight, agents[1].critic.head.weight)
 
 
@@ -116,20 +111,14 @@ def test_pixel_group_trains_and_resumes_bitwise(tmp_path, base):
     resumed = group("resumed")
     resumed.restore()
     resumed.train()
-    a, b = _final(full), _final(resumed)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    for m, n in zip(full.members, resumed.members):
-        assert m.eval_history == n.eval_history and m.scheduler.events == n.scheduler.events
+    assert_same_groups(full, resumed)
     assert [len(m.scheduler.events) for m in full.members] == [0, 2, 0, 2]  # at 20 and 40 updates
 
 
 @pytest.mark.slow
 def test_compiled_pixel_members_match_eager_ones(monkeypatch):
     """compile: the members' DrQ and DrQ(eps) bodies as one inductor graph (~45 s on 2 cores)."""
-    monkeypatch.setattr(torch, "randn_like",
-                        lambda x, **kw: torch.sin(torch.arange(x.shape.numel(), dtype=x.dtype)).reshape(x.shape))
+    fixed_policy_noise(monkeypatch)
     for make in (_drq, _drq_atari):
         runs = {}
         for mode in ("none", "compile"):
