@@ -41,7 +41,10 @@ def _plain(value) -> bool:
 
 
 def env_snapshot(env: gymnasium.Env) -> bytes | None:
-    """The state of `env` and its wrappers as compressed bytes, or None if it cannot be saved."""
+    """The state of `env` and its wrappers as compressed bytes, or None if it cannot be saved.
+    An env stepped in another process (envs/subprocess_env.py) takes its snapshot there."""
+    if hasattr(env, "remote_snapshot"):
+        return env.remote_snapshot()
     *wrappers, base = _layers(env)
     if not hasattr(base, "get_state") and isinstance(base, gymnasium.utils.EzPickle):
         return None  # EzPickle pickles the constructor's arguments: it would restore a fresh env
@@ -61,6 +64,8 @@ def env_snapshot(env: gymnasium.Env) -> bytes | None:
 
 def restore_env_snapshot(env: gymnasium.Env, blob: bytes) -> None:
     """Put `env` (built from the same config) into the state `env_snapshot` saved."""
+    if hasattr(env, "remote_restore"):
+        return env.remote_restore(blob)
     payload = pickle.loads(zlib.decompress(blob))
     layers = _layers(env)
     names = [type(layer).__name__ for layer in layers]

@@ -2,6 +2,8 @@
 replay buffer that fits their spaces (frames stored once for pixels, flat tensors otherwise)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -36,6 +38,12 @@ def make_envs(env_cfg: dict, seed: int):
         args = (sequence["perturb"], sequence["tasks"], derived_seed(seed, TASKS_STREAM))
         train_env, eval_env = TaskSequence(train_env, *args), TaskSequence(eval_env, *args)
     return train_env, eval_env
+
+
+def train_env_maker(env_cfg: dict, seed: int):
+    """A picklable `make()` of the training env `make_envs` builds (without a task sequence):
+    for an env stepped in another process (envs/subprocess_env.py)."""
+    return functools.partial(make_env, env_cfg["id"], seed=seed, training=True, **env_kwargs(env_cfg))
 
 
 def is_pixel_space(space) -> bool:

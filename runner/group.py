@@ -7,7 +7,9 @@ and TensorBoard read as one run each). The group steps every member's env, then 
 each member drew from its own buffer, then gives every member its bookkeeping (scheduler,
 evaluation, logging). On a diagnostics update each member updates alone (eagerly, with hooks).
 One checkpoint, `<group dir>/checkpoint.pt`, holds every member (envs mid-episode included) and
-the process's RNG, so a group resumes bitwise on the CPU; `group.yaml` names the members.
+the process's RNG, so a group resumes bitwise on the CPU; `group.yaml` names the members. With
+`members.async_envs` each member's training env runs in a process of its own
+(envs/subprocess_env.py) and the group sends every member's action before it awaits any step.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from omegaconf import OmegaConf
 from agents.base import UpdateResult
 from agents.members import MemberStack
 from agents.serialization import atomic_save, atomic_write_text
+from envs.subprocess_env import SubprocessEnv
+from runner.build import train_env_maker
 from runner.checkpoint import CHECKPOINT_NAME, CheckpointError, MAY_CHANGE, config_differences, save_checkpoint
 from runner.continual import switch_task
 from runner.progress import RunClock
@@ -41,6 +45,12 @@ class GroupTrainer:
             trainer.grouped = True
             self.members.append(trainer)
         self.cfg = self.members[0].cfg  # train.*, the env and the agent's structure are shared
+        self.async_envs = bool(self.spec.get("async_envs"))
+        if self.async_envs:  # each member's training env in a process of its own
+            for m in self.members:
+                local = m.env
+                m.env = SubprocessEnv(train_env_maker(m.cfg["env"], m.cfg["seed"]), local)
+                local.close()
         seed_everything(derived_seed(self.cfg["seed"], GROUP_STREAM))
         self.stack = MemberStack([m.agent for m in self.members], self.members[0].agent.speed_mode)
         self.stop = StopRequests()
@@ -105,6 +115,8 @@ class GroupTrainer:
         finally:
             for m in self.members:
                 m.logger.close(failed)
+                if self.async_envs:
+                    m.env.close()  # the env's process
 
     def _loop_until(self, stop_at: int | None) -> dict:
         t, c = self.cfg["train"], self.counters
@@ -114,7 +126,7 @@ class GroupTrainer:
         if c["env_steps"] == 0:
             self._pretrain()
         while c["env_steps"] < t["total_steps"]:
-            steps = [m._act_and_store() for m in self.members]
+            steps = self._step_envs()
             self._learn()
             for m, (ended, info) in zip(self.members, steps):
                 m._after_step(m.logger)
@@ -132,6 +144,16 @@ class GroupTrainer:
                 written = self.save()
                 raise Interrupted(self.stop.signum, self.run_dir / CHECKPOINT_NAME, step, written)
         return self._finish()
+
+    def _step_envs(self) -> list[tuple[bool, dict]]:
+        """One env step of every member: in turn, or with `async_envs` all sent before any is
+        awaited, so the members' envs step in parallel (the same transitions either way)."""
+        if not self.async_envs:
+            return [m._act_and_store() for m in self.members]
+        actions = [m._choose_action() for m in self.members]
+        for m, action in zip(self.members, actions):
+            m.env.step_async(action)
+        return [m._store(action, *m.env.step_wait()) for m, action in zip(self.members, actions)]
 
     def _pretrain(self) -> None:
         """Offline pre-training updates, then each member's `switch` rules."""

@@ -73,7 +73,8 @@ def _resumed_members(run_dir: Path, composed: dict, overrides: list[str]) -> tup
     group = OmegaConf.to_container(OmegaConf.load(run_dir / GROUP_NAME))
     if not (run_dir / CHECKPOINT_NAME).is_file():
         raise MembersError(f"resume={run_dir}: the group has no checkpoint yet; start it again")
-    changed = [o for o in overrides if o.lstrip("+~").startswith("members")]
+    changed = [o for o in overrides if o.lstrip("+~").startswith("members")
+               and not o.lstrip("+~").startswith("members.async_envs")]  # how envs step may change
     if changed:
         raise MembersError(f"resume={run_dir}: {changed[0]}: the members of a group cannot change "
                            "on resume")
@@ -85,4 +86,6 @@ def _resumed_members(run_dir: Path, composed: dict, overrides: list[str]) -> tup
         merged = merge_resume(run_dir, saved, composed, overrides, steps)
         merged["resume"] = None  # a member is resumed by its group
         members.append((name, merged))
-    return members, group.get("spec") or {}
+    spec = dict(group.get("spec") or {})
+    spec["async_envs"] = bool((composed.get("members") or {}).get("async_envs"))  # the command's
+    return members, spec

@@ -61,6 +61,11 @@ def validate_members(e: Errors, cfg: dict) -> None:
             e.add(f"members.vary.{key}", f"members.vary.{key}: {key} may not differ between members; "
                   f"allowed: plasticity, plasticity.*, "
                   + ", ".join(f"agent.{k}" for k in MAY_DIFFER))
+    if not isinstance(members.get("async_envs", False), bool):
+        e.bad("members.async_envs", members.get("async_envs"), "true or false")
+    elif members.get("async_envs") and (cfg.get("env") or {}).get("sequence"):
+        e.add("members.async_envs", "members.async_envs = true with env.sequence (continual RL): a task "
+              "switch changes the env in this process; allowed with a task sequence: false")
     if (cfg.get("logger") or {}).get("wandb"):
         e.add("members.seeds", "members.seeds: logger.wandb = true is not supported with members "
               "yet (one W&B run per member in one process is untested); allowed: logger.wandb=false")

@@ -20,13 +20,12 @@ from envs.snapshot import env_snapshot, restore_env_snapshot
 from runner.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from runner.nonfinite import NonFiniteGuard
 from runner.side_batch import STATISTICS_STREAM, side_batch, side_seed
-from runner.continual import TaskSwitches, every_task_returns, set_task, switch_task
+from runner.continual import TaskSwitches, set_task, switch_task
 from runner.loop_state import Episode, run_budgets, run_summary
 from runner.progress import RunClock, duration, estimate_message
 from runner.signals import Interrupted, StopRequests
-from runner.evaluate import evaluate, summarize
+from runner.eval_round import evaluation_round
 from runner.logger import RunLogger
-from runner.video import record_eval_video
 from runner.offline import attach_offline, load_pretrained, reward_transform
 from runner.seeding import RngStream, derived_seed, rng_state, seed_everything, set_rng_state
 from runner.validate import ConfigError, resolve_device, validate_config
@@ -135,30 +134,8 @@ class Trainer:
         return self.env.reset(seed=seed)[0]
 
     def _evaluate(self, logger: RunLogger) -> None:
-        t, tick = self.cfg["train"], time.perf_counter()
-        episodes = t["eval_episodes"]
-        returns = evaluate(self.agent, self.eval_env, episodes, self.cfg["seed"],
-                           len(self.eval_history),
-                           on_episode=lambda k: logger.status(f"evaluating {k}/{episodes} episodes"))
-        logger.status(None)
-        result = {"env_steps": self.counters["env_steps"], **summarize(returns)}
-        scalars = {"return": result["return_mean"], "return_std": result["return_std"]}
-        if self.normalize_score is not None:  # Atari: (score - random) / (human - random)
-            result["human_normalized"] = scalars["human_normalized"] = \
-                self.normalize_score(result["return_mean"])
-        if self.switches is not None:  # continual: which task, and every task if asked
-            result["task"] = self.eval_env.task_index
-            if self.switches.eval_all:
-                result["per_task"] = every_task_returns(self, len(self.eval_history))
-                scalars.update({f"task_{j}": r for j, r in enumerate(result["per_task"])})
-        self.eval_history.append(result)
-        logger.scalars("eval", scalars, self.counters["env_steps"])
-        if t.get("video", False):  # one more greedy episode, rendered (README "Evaluation videos")
-            seed = derived_seed(self.cfg["seed"], 2, len(self.eval_history))
-            path = record_eval_video(self.agent, self.eval_env, seed, self.run_dir / "videos",
-                                     logger.writer, self.counters["env_steps"])
-            logger.video("eval/video", path, self.counters["env_steps"])
-        logger.progress(0, eval=result["return_mean"])
+        tick = time.perf_counter()
+        evaluation_round(self, logger)
         if self.clock is not None:
             self.clock.add("eval", time.perf_counter() - tick)
 
@@ -239,13 +216,19 @@ class Trainer:
         """One env step, uniform random actions before learning_starts and the agent's after,
         into replay (reward transformed for training; the logged return is the raw one, Atari
         clips `reward`). Returns (the episode ended, the env's info)."""
-        t, c, episode = self.cfg["train"], self.counters, self._episode
-        if c["env_steps"] < t["learning_starts"]:
-            action = self.env.action_space.sample()
-        else:
-            with self.explore.active():
-                action = self.agent.act(episode.obs)
-        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        action = self._choose_action()
+        return self._store(action, *self.env.step(action))
+
+    def _choose_action(self):
+        """Uniform random before learning_starts, the agent's (its exploration stream) after."""
+        if self.counters["env_steps"] < self.cfg["train"]["learning_starts"]:
+            return self.env.action_space.sample()
+        with self.explore.active():
+            return self.agent.act(self._episode.obs)
+
+    def _store(self, action, next_obs, reward, terminated, truncated, info) -> tuple[bool, dict]:
+        """The step's transition into replay and the episode's bookkeeping (see _act_and_store)."""
+        c, episode = self.counters, self._episode
         self.buffer.add(episode.obs, action, self.reward_transform(reward), next_obs, terminated, truncated)
         episode.obs, episode.running = next_obs, True
         episode.ret += float(info.get("raw_reward", reward))

@@ -53,6 +53,7 @@ def test_member_specs_are_the_product_of_seeds_and_values():
     (("members.seeds=[0,1]", "agent=drq", "env=dmc_pixels/cartpole_swingup", "agent.channels_last=true"),
      "agent.channels_last", "allowed with members: false"),
     (("members.vary={agent.lr:[0.1]}",), "members.vary", "members.seeds is null"),
+    (("members.seeds=[0,1]", "members.async_envs=1"), "members.async_envs", "true or false"),
 ])
 def test_bad_members_are_refused_naming_the_key(overrides, key, words):
     with pytest.raises(ConfigError) as err:
@@ -203,6 +204,30 @@ def test_interrupted_group_resumes_bitwise(tmp_path):
     assert_same_groups(full, resumed)
     # seed-major order; S&P at 150, 300, 450, 600 updates (not 750: under an interval left)
     assert [len(m.scheduler.events) for m in full.members] == [0, 4, 0, 4]
+
+
+def test_async_envs_give_the_same_group_and_resume_mid_episode(tmp_path):
+    """members.async_envs: each member's env in its own process (gymnasium AsyncVectorEnv), all
+    stepped at once; the group ends bitwise as the synchronous one, also when stopped mid-episode
+    (the env snapshot taken in the worker) and resumed, and either kind resumes the other's."""
+    from envs.subprocess_env import SubprocessEnv
+    extra = ("train.total_steps=400",)
+    sync = group(tmp_path, [0, 1], None, *extra, name="sync")
+    sync.train()
+    members = member_configs(lambda o: make_config(*o), [*SHORT, *extra], {"seeds": [0, 1]})
+    spec = {"seeds": [0, 1], "vary": None, "async_envs": True}
+    part = GroupTrainer(members, tmp_path / "async", spec)
+    assert isinstance(part.members[0].env, SubprocessEnv)
+    part.train(stop_at=250)  # mid-episode (Pendulum: 200 steps)
+    del part
+    resumed = group(tmp_path, [0, 1], None, *extra, name="async")  # resumed with envs in-process
+    resumed.restore()
+    resumed.train(stop_at=330)
+    del resumed
+    again = GroupTrainer(members, tmp_path / "async", spec)  # and async once more
+    again.restore()
+    again.train()
+    assert_same_groups(sync, again)
 
 
 @pytest.mark.parametrize("preset", ["head_reset", "shrink_perturb", "hare_tortoise", "full_reset",
