@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, grad, vmap
 
+from agents.acceleration import COMPILE_MODES, CapturedUpdate, CudaGraph
 from agents.compile import adam_state
 
 SHARED_SETTINGS = ("betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
@@ -33,7 +34,7 @@ class MemberError(ValueError):
 class MemberStack:
     """The M agents' tensors stacked; `update(batches)` is one update of every member."""
 
-    def __init__(self, agents: list, mode: str = "none"):
+    def __init__(self, agents: list, mode: str = "none", graph_factory=None):
         if not agents:
             raise MemberError("no members")
         self.agents, self.template = list(agents), agents[0]
@@ -44,10 +45,13 @@ class MemberStack:
         self.body, self._lr_cache = body, {}
         self._check_alike()
         self.bind()
-        if mode not in ("none", "compile"):
-            raise MemberError(f"members speed mode '{mode}': allowed: none, compile")
+        if mode not in COMPILE_MODES:
+            raise MemberError(f"members speed mode '{mode}': allowed: {', '.join(COMPILE_MODES)}")
         from agents.members_compile import CompiledMembers
-        self._compiled = CompiledMembers(self) if mode == "compile" else None
+        self._compiled = CompiledMembers(self) if mode != "none" else None
+        # cudagraphs: the compiled update captured once per key and replayed (agents/acceleration.py)
+        self._graphed = None if mode != "cudagraphs" else CapturedUpdate(
+            self._compiled, graph_factory=graph_factory or CudaGraph)
 
     def _check_alike(self) -> None:
         first = self._shapes(self.template)
@@ -82,6 +86,8 @@ class MemberStack:
                 m[name].data = stacked[k]
             self.tensors[name] = stacked
         self.names = {id(t): n for n, t in per_member[0].items()}  # template tensor -> name
+        if getattr(self, "_graphed", None) is not None:  # the graphs read the replaced tensors
+            self._graphed.reset()
         self.groups = {}  # optimizer -> [(settings, [param names], [(step, exp_avg, exp_avg_sq)])]
         for opt_name, opt0 in self.template.optimizers.items():
             self.groups[opt_name] = []
@@ -126,8 +132,12 @@ class MemberStack:
         return tuple(merged)
 
     def _learning_rates(self, opt_name: str, g_index: int) -> torch.Tensor:
-        """[M] the members' learning rates of one param group (they may differ)."""
-        lrs = tuple(float(a.optimizers[opt_name].param_groups[g_index]["lr"]) for a in self.agents)
+        """[M] the members' learning rates of one param group (they may differ). Under cudagraphs
+        each is a device tensor (agents/acceleration.py): stacked on the device, never read here."""
+        groups = [a.optimizers[opt_name].param_groups[g_index] for a in self.agents]
+        if torch.is_tensor(groups[0]["lr"]):
+            return torch.stack([g["lr"] for g in groups]).float()
+        lrs = tuple(float(g["lr"]) for g in groups)
         key = (opt_name, g_index, lrs)
         if key not in self._lr_cache:  # a tensor made once per setting, not per update
             self._lr_cache[key] = torch.tensor(lrs, dtype=torch.float32, device=self.template.device)
@@ -139,7 +149,9 @@ class MemberStack:
         key = self._merged_key([a.member_update_key() for a in self.agents])
         batch = type(batches[0])(*[None if f is None else torch.stack(list(fs))
                                    for f, fs in zip(batches[0], zip(*batches))])  # [M, B, ...]
-        if self._compiled is not None:  # one inductor graph (agents/members_compile.py)
+        if self._graphed is not None:  # replayed from a CUDA graph (static batch copied in)
+            metrics = self._graphed(key, batch)
+        elif self._compiled is not None:  # one inductor graph (agents/members_compile.py)
             metrics = self._compiled(key, batch)
         else:
             metrics = self.body(key, batch, MemberOps(self))

@@ -78,9 +78,6 @@ def validate_members(e: Errors, cfg: dict) -> None:
         if key in agent and refused(agent[key]):
             e.add(f"agent.{key}", f"agent.{key} = {brief(agent[key])} is not supported with members; "
                   f"allowed with members: {allowed}")
-    if agent.get("compile", "none") not in ("none", "compile", False, True):
-        e.add("members.seeds", "members.seeds: agent.compile = cudagraphs is not built for members; "
-              "allowed with members: none, compile")
 
 
 def _may_vary(key: str) -> bool:

@@ -22,8 +22,9 @@ RUN = ("resume={run}",)
 CASES = [
     # members (runner/members.py)
     (["members.seeds=[0,0]"], "members.seeds = [0, 0]: must be a non-empty list of distinct integers"),
-    (["members.seeds=[0,1]", "members.vary={{agent.tau:[0.01,0.02]}}"],  # {{ }}: filled by str.format
-     "members.vary.agent.tau: agent.tau may not differ between members"),
+    (["members.seeds=[0,1]", "members.vary={{agent.batch_size:[128,256]}}"],  # {{ }}: filled by str.format
+     "members.vary.agent.batch_size: agent.batch_size may not differ between members"),
+    (["members.seeds=[0,1]", "members.async_envs=yes"], "members.async_envs = 'yes': must be true or false"),
     (["members.seeds=[0]", "logger.wandb=true"], "logger.wandb = true is not supported with members"),
     # values: ranges, choices, types (booleans included), inf and nan
     (["agent.replay_ratio=0"], "agent.replay_ratio = 0: must be an integer >= 1"),

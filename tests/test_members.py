@@ -294,6 +294,46 @@ def test_compiled_members_match_eager_members():
     assert set(metrics[1]) == {"critic_loss", "q", "actor_loss", "alpha", "alpha_loss", "entropy"}
 
 
+@pytest.mark.slow
+def test_captured_members_replay_the_compiled_update(monkeypatch):
+    """agent.compile=cudagraphs with members: the compiled members' update captured per key and
+    replayed (a CPU stand-in for the CUDA graph, tests/test_captured_update.py): the same members
+    as the compiled group's, one graph per key, the learning rates read on the device (~60 s)."""
+    from tests.test_captured_update import Graphs, StandInGraph
+    fixed_policy_noise(monkeypatch)
+    stacks = []
+
+    class RewindingGraph(StandInGraph):
+        """The stand-in runs fn when capturing (a CUDA graph only records it): undo that run's
+        in-place effects on the members' tensors and Adam states, so the replay is the update."""
+
+        def capture(self, fn):
+            state = [t for t in stacks[-1].tensors.values()]
+            state += [x for groups in stacks[-1].groups.values() for g in groups for st in g[2] for x in st]
+            saved = [t.clone() for t in state]
+            out = super().capture(fn)
+            for t, v in zip(state, saved):
+                t.copy_(v)
+            return out
+
+    runs, graphs = {}, Graphs(RewindingGraph)
+    for mode in ("compile", "cudagraphs"):
+        torch.manual_seed(0)
+        agents = [SAC(3, 1, hidden_dims=(16, 16), lr=lr) for lr in (1e-3, 3e-4)]
+        if mode == "cudagraphs":  # the optimizers as under cudagraphs: learning rates are tensors
+            for a in agents:
+                for opt in a.optimizers.values():
+                    opt.param_groups[0]["lr"] = torch.tensor(float(opt.param_groups[0]["lr"]))
+        stack = MemberStack(agents, mode, graph_factory=graphs)
+        stacks.append(stack)
+        for i in range(6):
+            stack.update([_batch(k, i) for k in range(2)])
+        runs[mode] = [t.clone() for t in stack.tensors.values()]
+    assert len(graphs.made) == 1 and graphs.made[0].replays == 3  # 3 eager warm-ups, a capture, 3 replays
+    for a, b in zip(runs["compile"], runs["cudagraphs"]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 def test_rlpd_members_with_offline_data(tmp_path):
     """RLPD (10 LayerNorm critics, a random 2 in the target: drawn per member under vmap, the actor
     every 4th update) with a dataset and a full reset at the switch, two members."""
