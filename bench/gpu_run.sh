@@ -61,7 +61,7 @@ else
   BBF=(--rounds 3 --updates-per-round 30)
   DRQ=(--steps 50 --rounds 3)
   PROF=(--updates 20)
-  MEM=(--members 1,10 --modes none,compile --replay-ratio 32 --steps 20 --no-sb3)
+  MEM=(--members 1,10 --modes none,compile,cudagraphs --replay-ratio 32 --steps 20 --no-sb3)
 fi
 [ "$DEVICE" = cuda ] && MODES=none,compile,cudagraphs || MODES=none,compile
 
