@@ -144,11 +144,12 @@ class MemberStack:
         return self._lr_cache[key]
 
     # -------------------------------------------------------------- update
-    def update(self, batches: list) -> list[dict]:
-        """One update of every member on its own batch; returns each member's metrics."""
+    def update(self, batches: list | None, stacked=None) -> list[dict]:
+        """One update of every member on its own batch (`batches`, one per member, or `stacked`:
+        their fields already [M, B, ...], replay/member_replay.py); each member's metrics."""
         key = self._merged_key([a.member_update_key() for a in self.agents])
-        batch = type(batches[0])(*[None if f is None else torch.stack(list(fs))
-                                   for f, fs in zip(batches[0], zip(*batches))])  # [M, B, ...]
+        batch = stacked if stacked is not None else type(batches[0])(
+            *[None if f is None else torch.stack(list(fs)) for f, fs in zip(batches[0], zip(*batches))])
         if self._graphed is not None:  # replayed from a CUDA graph (static batch copied in)
             metrics = self._graphed(key, batch)
         elif self._compiled is not None:  # one inductor graph (agents/members_compile.py)

@@ -16,23 +16,25 @@ import torch
 
 
 def nstep_targets(storage, idx: torch.Tensor, n: int, gamma: float):
-    """Returns (reward [B], discount [B], last [B]) where `last` is the slot of s'."""
+    """Returns (reward [B], discount [B], last [B]) where `last` is the slot of s'. `idx` may
+    have leading dimensions ([M, B]: every member's slots in a member-stacked storage,
+    replay/member_replay.py); the outputs have its shape."""
     if n == 1:  # fast path: one step, no look-ahead needed
         reward = storage.gather("reward", idx)
         discount = gamma * (~storage.gather("terminated", idx)).float()
         return reward, discount, idx
     offsets = torch.arange(n, device=idx.device)
-    slots = (idx[:, None] + offsets) % storage.capacity  # [B, n]
+    slots = (idx[..., None] + offsets) % storage.capacity  # [B, n]
     rewards = storage.gather("reward", slots)  # [B, n]
     terminated = storage.gather("terminated", slots)  # [B, n]
     ended = terminated | storage.gather("truncated", slots)  # [B, n]
-    in_buffer = offsets < storage.steps_ahead(idx)[:, None]  # [B, n]
+    in_buffer = offsets < storage.steps_ahead(idx)[..., None]  # [B, n]
     # step k is used iff it is stored and no episode ended at a step < k
-    ended_before = torch.cumsum(ended.int(), dim=1) - ended.int()
+    ended_before = torch.cumsum(ended.int(), dim=-1) - ended.int()
     used = in_buffer & (ended_before == 0)  # [B, n], used[:, 0] is always True
     powers = gamma ** offsets.to(rewards.dtype)  # [n]
-    reward = (rewards * powers * used).sum(dim=1)
-    steps = used.sum(dim=1)  # m in [1, n]
+    reward = (rewards * powers * used).sum(dim=-1)
+    steps = used.sum(dim=-1)  # m in [1, n]
     last = (idx + steps - 1) % storage.capacity
     discount = gamma ** steps.to(rewards.dtype) * (~storage.gather("terminated", last)).float()
     return reward, discount, last

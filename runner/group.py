@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from agents.base import UpdateResult
 from agents.members import MemberStack
+from replay.member_replay import MemberReplay
 from agents.serialization import atomic_save, atomic_write_text
 from envs.subprocess_env import SubprocessEnv
 from runner.build import train_env_maker
@@ -53,6 +54,7 @@ class GroupTrainer:
                 local.close()
         seed_everything(derived_seed(self.cfg["seed"], GROUP_STREAM))
         self.stack = MemberStack([m.agent for m in self.members], self.members[0].agent.speed_mode)
+        self.replay = MemberReplay([m.buffer for m in self.members])  # one storage [M, capacity, ...]
         self.stop = StopRequests()
 
     @property
@@ -173,10 +175,20 @@ class GroupTrainer:
                 self._update()
 
     def _update(self) -> None:
-        """One update of every member: one vectorized update, or on a diagnostics update each
-        member's own eager update inside its diagnostics capture."""
+        """One update of every member: one vectorized update (its batches drawn in one call where
+        replay/member_replay.py applies), or on a diagnostics update each member's own eager
+        update inside its diagnostics capture."""
         due = self.members[0].diagnostics.due(self.counters["updates"] + 1)
-        batches = [m._sample() for m in self.members]  # each from its own buffer and stream
+        requests = [m.agent.replay_request(m.cfg["agent"]["batch_size"]) for m in self.members]
+        stacked = None if due else self.replay.sample(requests)  # each member's slots, its own stream
+        if stacked is not None:
+            results = self.stack.update(None, stacked)
+            batches = [type(stacked)(*[None if f is None else f[k] for f in stacked])
+                       for k in range(len(self.members))]  # member k's batch, for its bookkeeping
+            for m, batch, result in zip(self.members, batches, results):
+                m._metrics = m._after_update(m.logger, batch, UpdateResult(result), due)
+            return
+        batches = [m.buffer.sample_request(r) for m, r in zip(self.members, requests)]
         if due:
             results = []
             for m, batch in zip(self.members, batches):
