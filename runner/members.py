@@ -66,9 +66,6 @@ def validate_members(e: Errors, cfg: dict) -> None:
     elif members.get("async_envs") and (cfg.get("env") or {}).get("sequence"):
         e.add("members.async_envs", "members.async_envs = true with env.sequence (continual RL): a task "
               "switch changes the env in this process; allowed with a task sequence: false")
-    if (cfg.get("logger") or {}).get("wandb"):
-        e.add("members.seeds", "members.seeds: logger.wandb = true is not supported with members "
-              "yet (one W&B run per member in one process is untested); allowed: logger.wandb=false")
     agent = cfg.get("agent") or {}
     name = agent.get("name")
     if name not in AGENTS:

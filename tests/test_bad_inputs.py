@@ -25,7 +25,6 @@ CASES = [
     (["members.seeds=[0,1]", "members.vary={{agent.batch_size:[128,256]}}"],  # {{ }}: filled by str.format
      "members.vary.agent.batch_size: agent.batch_size may not differ between members"),
     (["members.seeds=[0,1]", "members.async_envs=yes"], "members.async_envs = 'yes': must be true or false"),
-    (["members.seeds=[0]", "logger.wandb=true"], "logger.wandb = true is not supported with members"),
     # values: ranges, choices, types (booleans included), inf and nan
     (["agent.replay_ratio=0"], "agent.replay_ratio = 0: must be an integer >= 1"),
     (["agent.replay_ratio=1.5"], "agent.replay_ratio = 1.5"),

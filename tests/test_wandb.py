@@ -179,3 +179,27 @@ def test_evaluation_videos_reach_wandb(tmp_path):
     assert row["env_steps"] == 200 and row["eval/video/_type"] == "video-file"
     assert (offline / "files" / row["eval/video/path"]).read_bytes() == \
         (run / "videos" / "eval_00000200.mp4").read_bytes()
+
+
+def test_each_member_of_a_group_is_its_own_wandb_run(tmp_path):
+    """Members (one process): one W&B run per member, in its own run directory, with its seed in
+    the config and its own scalars (the same as its TensorBoard's)."""
+    from runner.group import GroupTrainer
+    from runner.members import member_configs
+    spec = {"seeds": [3, 4], "vary": None}
+    members = member_configs(lambda o: make_config(*o), [*SHORT, *OFFLINE], spec)
+    group = GroupTrainer(members, tmp_path / "group", spec)
+    group.train()
+    ids = set()
+    for m in group.members:
+        (offline,) = offline_dirs(m.run_dir)
+        logged = read_wandb(offline)
+        ids.add(logged["id"])
+        assert logged["id"] == (m.run_dir / ID_FILE).read_text().strip() and logged["exit"] == 0
+        assert logged["config"]["seed"] == m.cfg["seed"]
+        tb = tb_scalars(m.run_dir / "tb")
+        history = {(k, row["env_steps"]): v for row in logged["history"] for k, v in row.items()
+                   if k not in INTERNAL and k != "env_steps"}
+        assert history.keys() == tb.keys() and len(history) > 10
+        assert all(history[k] == pytest.approx(tb[k], rel=1e-6) for k in tb)
+    assert len(ids) == 2
