@@ -94,8 +94,8 @@ def test_bbf_group_trains_from_the_trainer_with_its_priorities(tmp_path):
 @pytest.mark.parametrize("base", [CARTPOLE, PONG, pytest.param(BBF_RUN, marks=pytest.mark.slow)],
                          ids=["drq", "drq_atari", "bbf"])
 def test_pixel_group_trains_and_resumes_bitwise(tmp_path, base):
-    """2 seeds x {none, shrink & perturb every 20 updates}, stopped mid-run and resumed."""
-    spec = {"seeds": [0, 1], "vary": {"plasticity": ["none", "shrink_perturb"]}}
+    """{none, shrink & perturb every 20 updates} as 2 members, stopped mid-run and resumed."""
+    spec = {"seeds": [1], "vary": {"plasticity": ["none", "shrink_perturb"]}}
     overrides = [*base, "train.total_steps=160", "train.learning_starts=100", "train.eval_every=80",
                  "++plasticity.unit=updates", "++plasticity.every=20"]
 
@@ -104,7 +104,7 @@ def test_pixel_group_trains_and_resumes_bitwise(tmp_path, base):
 
     full = group("full")
     summary = full.train()
-    assert [s["updates"] for s in summary["members"]] == [61] * 4
+    assert [s["updates"] for s in summary["members"]] == [61] * 2
     part = group("resumed")
     part.train(stop_at=130)
     del part
@@ -112,7 +112,7 @@ def test_pixel_group_trains_and_resumes_bitwise(tmp_path, base):
     resumed.restore()
     resumed.train()
     assert_same_groups(full, resumed)
-    assert [len(m.scheduler.events) for m in full.members] == [0, 2, 0, 2]  # at 20 and 40 updates
+    assert [len(m.scheduler.events) for m in full.members] == [0, 2]  # at 20 and 40 updates
 
 
 @pytest.mark.slow
