@@ -109,7 +109,8 @@ class DrQ(ConvPrecision, SAC):
         self._critic_td_fn = self.critic_td  # compiled in the `compile` mode
         self.encoder = PixelEncoder(obs_shape, activation=h["conv_activation"] or h["activation"],
                                     channels=tuple(h["channels"]), strides=tuple(h["strides"]),
-                                    padding=h["conv_padding"], init=h["init"], layer_norm=h["conv_layer_norm"])
+                                    padding=h["conv_padding"], init=h["init"],
+                                    layer_norm=h["conv_layer_norm"])
         in_dim = self.encoder.out_dim()
         net = dict(hidden_dims=h["hidden_dims"], activation=h["activation"], init=h["init"])
         self.actor = ProjectedActor(in_dim, h["feature_dim"], action_dim, layer_norm=h["actor_layer_norm"],
@@ -217,7 +218,8 @@ class DrQ(ConvPrecision, SAC):
         m = obs.shape[0] // b
         with self._autocast():
             q = self.critic(self.encoder(obs), action)  # [N, M*B] fp32
-        loss = (q - target.repeat(m)).pow(2).view(q.shape[0], m, b).mean(dim=2).sum()  # sum over critics, views
+        # the mean over the batch, summed over critics and views
+        loss = (q - target.repeat(m)).pow(2).view(q.shape[0], m, b).mean(dim=2).sum()
         return loss, {"critic_loss": loss.detach(), "q": q.detach().mean()}
 
     def critic_loss(self, batch) -> tuple[torch.Tensor, dict, torch.Tensor]:

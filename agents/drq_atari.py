@@ -123,8 +123,8 @@ class AtariEncoder(nn.Module):
                              f"strides {tuple(strides)} differ in length")
         layers, dim = [], obs_shape[0]
         for width, k, s in zip(channels, kernel_sizes, strides):
-            layers += [DQNConv2d(dim, width, k, s, padding), *([ChannelLayerNorm(width)] if layer_norm else []),
-                       make_activation(activation, channel_dim=1)]
+            norm = [ChannelLayerNorm(width)] if layer_norm else []
+            layers += [DQNConv2d(dim, width, k, s, padding), *norm, make_activation(activation, channel_dim=1)]
             dim = width_after(activation, width)
         self.trunk = nn.Sequential(*layers)
         with torch.no_grad():
@@ -271,7 +271,8 @@ class DrQAtari(ConvPrecision, Agent):
 
     def update(self, batch) -> UpdateResult:
         """One Adam step on the TD loss (encoder + Q network), then the target copy when due."""
-        synced = self._target_synced  # target_update_every=1: always, unless an intervention came since the last copy
+        # target_update_every=1: always synced, unless an intervention came since the last copy
+        synced = self._target_synced
         return UpdateResult(self._run_update((synced, self._count_update()), batch))
 
     def _count_update(self) -> bool:

@@ -55,7 +55,8 @@ def sam_gradients(loss_fn, params: list[torch.Tensor], sharp: list[bool], rho: f
     with torch.no_grad():
         saved = [p.detach().clone() for p in params]
         torch._foreach_add_(params, e)  # w + e
-    g_sharp = torch.autograd.grad((perturbed_loss_fn or loss_fn)()[0], params, allow_unused=True, materialize_grads=True)
+    g_sharp = torch.autograd.grad((perturbed_loss_fn or loss_fn)()[0], params, allow_unused=True,
+                                  materialize_grads=True)
     with torch.no_grad():
         torch._foreach_copy_(params, saved)  # back to w, bit for bit
     for p, s, g1, g2 in zip(params, sharp, g, g_sharp):

@@ -54,7 +54,8 @@ def test_pixel_group_equals_separate_agents_with_a_reset_in_one_member(make, mon
                 torch.manual_seed(7)
                 reset.apply()
                 owner.on_reset({})
-            assert all(torch.equal(p, before[n]) for n, p in agents[0].state_dict().items())  # member 0 untouched
+            untouched = agents[0].state_dict().items()  # member 0's tensors
+            assert all(torch.equal(p, before[n]) for n, p in untouched)
 
     assert_close_agents(agents, side_by_side(agents, batches_for, 30, reset_member_1))
     assert not torch.equal(agents[0].critic.head.weight, agents[1].critic.head.weight)

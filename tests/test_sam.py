@@ -83,7 +83,8 @@ def test_drq_sam_clean_perturbs_only_the_encoders_gradient():
     """sam_head=clean: the critic's projection and MLP step with the unperturbed gradient, so after a
     critic step their gradients and values equal an Adam agent's bit for bit, while the encoder's
     gradient (taken at w + e) differs; rho = 0 gives Adam's step exactly."""
-    adam, sam, flat = small_drq(), small_drq(optimizer="sam", sam_rho=0.05), small_drq(optimizer="sam", sam_rho=0.0)
+    adam, sam = small_drq(), small_drq(optimizer="sam", sam_rho=0.05)
+    flat = small_drq(optimizer="sam", sam_rho=0.0)
     for agent in (adam, sam, flat):
         torch.manual_seed(1)
         agent.update_critic(drq_batch())
@@ -144,10 +145,12 @@ def test_sam_options_are_checked():
 def test_plastic_presets_follow_the_reference_code():
     dmc = make_config("agent=drq", "env=dmc_pixels/quadruped_run", "plasticity=plastic")
     a, p = dmc["agent"], dmc["plasticity"]
-    assert a["optimizer"] == "sam" and a["sam_rho"] == 0.01 and a["sam_head"] == "clean"  # train_pixels.py rho; only_enc
+    # train_pixels.py flag rho; only_enc=True
+    assert a["optimizer"] == "sam" and a["sam_rho"] == 0.01 and a["sam_head"] == "clean"
     assert a["conv_layer_norm"] is True and a["activation"] == "crelu" and a["conv_activation"] == "relu"
     assert a["lr"] == 3e-4  # the base agent's (Nikishin); PLASTIC's DrQ used 1e-4 (README)
-    # RESET_INTERVAL_PER_ENV quadruped-run: 100k agent steps of a 2M-frame (1M agent steps at action repeat 2) run
+    # RESET_INTERVAL_PER_ENV quadruped-run: 100k agent steps of a 2M-frame run (1M agent steps at
+    # action repeat 2)
     steps = dmc["train"]["total_steps"] * dmc["env"]["action_repeat"]
     assert p["every"] == steps // 20 and p["groups"] == ["*", "!encoder"]
     assert p["rules"][0]["optimizer"] == "reset" and p["rules"][0]["target"] == "copy_online"
