@@ -1,7 +1,8 @@
 """Members: aggregate SAC member-updates/s of one group of M members against M separate processes.
 
 Every configuration runs as its own process(es), started together: the group is one process
-(`cores` torch threads) training M members with one vectorized update (agents/members.py); the
+(`cores` torch threads) training M members with one vectorized update (agents/members.py) on
+batches drawn in one call from one member-stacked storage (replay/member_replay.py); the
 peer is M processes of one plain agent each (cores // M threads, at least 1, as a joblib sweep
 gives them). Each member or process steps its own env, acts, stores, and makes `replay_ratio`
 updates of batch 256 per env step (SAC 2x256, 2 critics; as bench/sac_throughput.py). After an
@@ -33,6 +34,8 @@ from agents import make_agent  # noqa: E402
 from agents.members import MemberStack  # noqa: E402
 from bench.sac_throughput import SAC_CFG, SB3, parse_modes, random_replay, run_header, sync  # noqa: E402
 from envs import make_env  # noqa: E402
+from replay import ReplayRequest  # noqa: E402
+from replay.member_replay import MemberReplay  # noqa: E402
 
 
 def _wait_for_all(barrier: Path, count: int) -> None:
@@ -61,6 +64,7 @@ def worker(args) -> None:
                              envs[0].action_space, device) for _ in range(m)]
         buffers = [random_replay(env, 1000, 20_000, device) for env in envs]
         stack = MemberStack(agents, args.mode) if args.kind == "group" else None
+        replay = MemberReplay(buffers) if stack is not None else None  # one storage, one draw (as runner/group.py)
         obs = [env.reset(seed=k)[0] for k, env in enumerate(envs)]
 
         def steps(n: int) -> None:
@@ -72,7 +76,7 @@ def worker(args) -> None:
                     obs[k] = env.reset()[0] if term or trunc else nxt
                 for _ in range(args.replay_ratio):
                     if stack is not None:
-                        stack.update([b.sample(256) for b in buffers])
+                        stack.update(None, replay.sample([ReplayRequest(256)] * m))
                     else:
                         agents[0].update(buffers[0].sample(256))
             sync(device)
