@@ -291,16 +291,20 @@ class DrQAtari(ConvPrecision, Agent):
         """The update over stacked members (agents/members.py); none with SAM or clipping."""
         return self._member_body if self._sam is None and self.max_grad_norm is None else None
 
+    member_key_values = (0,)  # synced differs between members after a reset in one of them
+
     def member_update_key(self) -> tuple[bool, bool]:
-        """Count an update; the members' key (synced, copy due). Synced is False in a group: a
-        reset in one member un-syncs its target only, so every member reads its target network
-        (right after a copy that forward gives the online one's values)."""
-        return False, self._count_update()
+        """Count an update; the members' key (synced, copy due), as `update`'s."""
+        synced = self._target_synced
+        return synced, self._count_update()
 
     def _member_body(self, key, batch, ops) -> dict[str, torch.Tensor]:
-        """`_update_step` against `ops` (agents/members.py `MemberOps`)."""
+        """`_update_step` against `ops` (agents/members.py `MemberOps`). The target forward is
+        skipped only when every member's target is a fresh copy (a reset in one member makes
+        the key's synced a per-member tuple: then every member reads its target network, which
+        right after a copy gives the online one's values)."""
         synced, copy_due = key
-        metrics = ops.step("td_loss", ("critic",), batch, synced)
+        metrics = ops.step("td_loss", ("critic",), batch, synced is True)
         if copy_due:
             with torch.no_grad():
                 torch._foreach_copy_(ops.tensors(self._target_params), ops.tensors(self._online_params))

@@ -118,8 +118,9 @@ class MemberStack:
 
     def _merged_key(self, keys: list[tuple]) -> tuple:
         """The group's key: the members' keys, which must agree except at the agent's
-        `member_key_values` positions (per-member rates such as tau), which become the tuple of
-        the members' values there when they differ (`MemberOps.ema_` reads that)."""
+        `member_key_values` positions (values such as tau, or DrQ(eps)'s synced flag), which
+        become the tuple of the members' values there when they differ (`PerMember`: `ops.ema_`
+        reads it as per-member rates; DrQ(eps) as "not all synced")."""
         per_member = set(getattr(self.template, "member_key_values", ()))
         merged = []
         for i, values in enumerate(zip(*keys)):

@@ -20,9 +20,9 @@ from omegaconf import OmegaConf
 
 from agents.base import UpdateResult
 from agents.members import MemberStack
-from replay.member_replay import MemberReplay
 from agents.serialization import atomic_save, atomic_write_text
 from envs.subprocess_env import SubprocessEnv
+from replay.member_replay import MemberReplay
 from runner.build import train_env_maker
 from runner.checkpoint import CHECKPOINT_NAME, CheckpointError, MAY_CHANGE, config_differences, save_checkpoint
 from runner.continual import switch_task
@@ -179,16 +179,13 @@ class GroupTrainer:
         replay/member_replay.py applies), or on a diagnostics update each member's own eager
         update inside its diagnostics capture."""
         due = self.members[0].diagnostics.due(self.counters["updates"] + 1)
-        requests = [m.agent.replay_request(m.cfg["agent"]["batch_size"]) for m in self.members]
+        requests = [m._request() for m in self.members]
         stacked = None if due else self.replay.sample(requests)  # each member's slots, its own stream
-        if stacked is not None:
-            results = self.stack.update(None, stacked)
+        if stacked is not None:  # member k's batch (views), for its bookkeeping
             batches = [type(stacked)(*[None if f is None else f[k] for f in stacked])
-                       for k in range(len(self.members))]  # member k's batch, for its bookkeeping
-            for m, batch, result in zip(self.members, batches, results):
-                m._metrics = m._after_update(m.logger, batch, UpdateResult(result), due)
-            return
-        batches = [m.buffer.sample_request(r) for m, r in zip(self.members, requests)]
+                       for k in range(len(self.members))]
+        else:
+            batches = [m.buffer.sample_request(r) for m, r in zip(self.members, requests)]
         if due:
             results = []
             for m, batch in zip(self.members, batches):
@@ -196,7 +193,7 @@ class GroupTrainer:
                     results.append(m.agent.update(batch))
         else:  # a member's `priority` metric is its replay feedback (BBF), as `update` returns it
             results = [UpdateResult({k: v for k, v in x.items() if k != "priority"}, x.get("priority"))
-                       for x in self.stack.update(batches)]
+                       for x in self.stack.update(None if stacked is not None else batches, stacked)]
         for m, batch, result in zip(self.members, batches, results):
             m._metrics = m._after_update(m.logger, batch, result, due)
 

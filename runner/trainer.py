@@ -340,13 +340,17 @@ class Trainer:
 
     def _sample(self):
         """What the agent asks for (BBF: sequences, an annealed n, importance weights)."""
-        return self.buffer.sample_request(self.agent.replay_request(self.cfg["agent"]["batch_size"]))
+        return self.buffer.sample_request(self._request())
+
+    def _request(self):
+        """The agent's `ReplayRequest` for its next update, at the config's batch size."""
+        return self.agent.replay_request(self.cfg["agent"]["batch_size"])
 
     def _after_update(self, logger: RunLogger, batch, metrics, due: bool) -> dict:
         """An update's bookkeeping: priorities, the NaN guard, the count, the diagnostics
         (`due`: measured on this update), the scheduler."""
         c = self.counters
-        if metrics.priorities is not None:  # [B] new priorities of the sampled slots (PER)  # [B] new priorities of the sampled slots (PER)
+        if metrics.priorities is not None:  # [B] new priorities of the sampled slots (PER)
             self.buffer.update_priorities(batch.idx, metrics.priorities)
         self.guard.observe(metrics)
         c["updates"] += 1
