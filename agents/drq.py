@@ -39,6 +39,7 @@ fp32), log pi, the targets and the loss reductions are fp32, as are parameters a
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ from agents.augment import random_shift
 from agents.encoders import ConvPrecision, PixelEncoder
 from agents.init import Linear, role_init
 from agents.networks import EnsembleCritic, TanhGaussianActor
-from agents.sam import sam_gradients
+from agents.sam import in_module, sam_gradients
 from agents.sac import SAC, SAC_DEFAULTS, SIMBA_KEYS
 
 DRQ_DEFAULTS = dict(
@@ -242,15 +243,19 @@ class DrQ(ConvPrecision, SAC):
         self._step(loss, self._critic_params, ("critic",))
         return metrics, obs
 
+    @functools.cached_property
+    def _sam_sharp(self) -> list[bool]:
+        """Which critic-optimizer parameters are the encoder's (they take SAM's perturbed gradient)."""
+        return in_module(self.encoder, self._critic_params)
+
     def _sam_critic_step(self, batch) -> tuple[dict, torch.Tensor]:
         """optimizer=sam (agents/sam.py): the critic's gradient at w and at w + e on the same
         views and target; the encoder steps with the second, the critic by `sam_head`."""
         obs, action, target = self.critic_inputs(batch)
         td = self.critic_td if self._eager else self._critic_td_fn
-        encoder = {id(p) for p in self.encoder.parameters()}
         opt = self.optimizers["critic"]
         opt.zero_grad(set_to_none=True)
         (metrics,) = sam_gradients(lambda: td(obs, action, target), self._critic_params,
-                                   [id(p) in encoder for p in self._critic_params], *self._sam)
+                                   self._sam_sharp, *self._sam)
         opt.step()
         return metrics, obs[:batch.obs.shape[0]]

@@ -59,7 +59,7 @@ from agents.base import Agent, UpdateResult
 from agents.encoders import ChannelLayerNorm, ConvPrecision
 from agents.exploration import epsilon_greedy, linear_epsilon
 from agents.networks import make_activation, width_after
-from agents.sam import sam_gradients
+from agents.sam import in_module, sam_gradients
 from plasticity.injection import make_injectable
 
 # Constructor arguments, with the reference defaults (google/dopamine labs/atari_100k/configs/DrQ_eps.gin).
@@ -206,6 +206,7 @@ class DrQAtari(ConvPrecision, Agent):
         self._convs_channels_last()
 
         self._online_params = list(self.encoder.parameters()) + list(self.critic.parameters())
+        self._sam_sharp = in_module(self.encoder, self._online_params)  # SAM: the encoder's take g~
         self._target_params = (list(self.encoder_target.parameters())
                                + list(self.critic_target.parameters()))
         mode = self._set_update_mode(h["compile"])
@@ -319,9 +320,8 @@ class DrQAtari(ConvPrecision, Agent):
             loss, metrics = td_loss(batch, synced)
             loss.backward(inputs=self._online_params)
         else:  # agents/sam.py; at w + e the target is the target network's, not the perturbed online one's
-            encoder = {id(p) for p in self.encoder.parameters()}
             (metrics,) = sam_gradients(lambda: td_loss(batch, synced), self._online_params,
-                                       [id(p) in encoder for p in self._online_params], *self._sam,
+                                       self._sam_sharp, *self._sam,
                                        perturbed_loss_fn=lambda: td_loss(batch, False))
         if self.max_grad_norm is not None:
             metrics["grad_norm"] = nn.utils.clip_grad_norm_(self._online_params, self.max_grad_norm,

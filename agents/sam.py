@@ -64,6 +64,12 @@ def sam_gradients(loss_fn, params: list[torch.Tensor], sharp: list[bool], rho: f
     return first[1:]
 
 
+def in_module(module, params: list[torch.Tensor]) -> list[bool]:
+    """Which of `params` are `module`'s (`sam_gradients`' `sharp` for an encoder)."""
+    own = {id(p) for p in module.parameters()}
+    return [id(p) in own for p in params]
+
+
 def _laid_out_like(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """`grad` with `param`'s strides, as `backward` would have stored it: `autograd.grad` may give
     a conv weight's gradient in channels-last order, and the fused Adam step pairs the two tensors'
