@@ -124,7 +124,8 @@ class AtariEncoder(nn.Module):
         layers, dim = [], obs_shape[0]
         for width, k, s in zip(channels, kernel_sizes, strides):
             norm = [ChannelLayerNorm(width)] if layer_norm else []
-            layers += [DQNConv2d(dim, width, k, s, padding), *norm, make_activation(activation, channel_dim=1)]
+            layers += [DQNConv2d(dim, width, k, s, padding), *norm,
+                       make_activation(activation, channel_dim=1)]
             dim = width_after(activation, width)
         self.trunk = nn.Sequential(*layers)
         with torch.no_grad():

@@ -42,7 +42,7 @@ class MemberStack:
         if body is None:
             raise MemberError(f"{type(self.template).__name__} has no vectorized update body "
                               "(members support SAC, RLPD, DrQ, DrQ(eps) and BBF)")
-        self.body, self._lr_cache = body, {}
+        self.body, self._constants = body, {}  # [M] tensors of per-member settings (lr, tau), made once each
         self._check_alike()
         self.bind()
         if mode not in COMPILE_MODES:
@@ -140,9 +140,9 @@ class MemberStack:
             return torch.stack([g["lr"] for g in groups]).float()
         lrs = tuple(float(g["lr"]) for g in groups)
         key = (opt_name, g_index, lrs)
-        if key not in self._lr_cache:  # a tensor made once per setting, not per update
-            self._lr_cache[key] = torch.tensor(lrs, dtype=torch.float32, device=self.template.device)
-        return self._lr_cache[key]
+        if key not in self._constants:  # a tensor made once per setting, not per update
+            self._constants[key] = torch.tensor(lrs, dtype=torch.float32, device=self.template.device)
+        return self._constants[key]
 
     # -------------------------------------------------------------- update
     def update(self, batches: list | None, stacked=None) -> list[dict]:
@@ -199,7 +199,7 @@ class MemberOps:
         if not isinstance(rate, PerMember):
             torch._foreach_lerp_(targets, onlines, rate)
             return
-        cache = getattr(self.stack, "_lr_cache", {})  # eager: made once (a copy to the device is a sync)
+        cache = getattr(self.stack, "_constants", {})  # eager: made once (a copy to the device is a sync)
         key = ("rate", tuple(rate), targets[0].dtype)
         if key not in cache:  # (traced by CompiledMembers: a constant of the graph, whose key holds it)
             cache[key] = torch.tensor(rate, dtype=targets[0].dtype, device=targets[0].device)  # [M]
