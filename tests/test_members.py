@@ -260,13 +260,16 @@ def test_a_group_runs_and_resumes_from_the_command_line(tmp_path):
     summary = json.loads((run / "members" / "3_seed-1_plasticity.every-200" / "summary.json").read_text())
     assert summary["env_steps"] == 500 and summary["seed"] == 1
     assert [e["updates"] for e in summary["plasticity_events"]] == [200]
-    # a requeued job (the same command with resume=auto) of a finished group: nothing to do, status 0
+    # a requeued job (the same command with resume=auto) of a finished group: nothing to do,
+    # status 0, and the group's files as they were (Hydra's own .hydra/ notes aside)
+    from tests.test_bad_inputs import tree_digest
+    finished = {k: v for k, v in tree_digest(run).items() if not k.startswith(".hydra")}
     again = subprocess.run([*(o for o in common if not o.startswith("train.total_steps")),
                             "train.total_steps=500", "resume=auto"], cwd=ROOT, capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0 and "finished at 500 env steps" in again.stdout, again.stderr[-1000:]
+    assert {k: v for k, v in tree_digest(run).items() if not k.startswith(".hydra")} == finished
     # refused resumes leave every file of the group byte for byte as it was
-    from tests.test_bad_inputs import tree_digest
     before = tree_digest(run)
     for bad, words in ((["agent.hidden_dims=[8,8]", "train.total_steps=600"], "agent.hidden_dims"),
                        (["members.seeds=[0,1,2]", "train.total_steps=600"], "cannot change on resume"),

@@ -227,6 +227,34 @@ def test_target_entropy_per_agent():
     assert sb3.target_entropy == -6.0  # SB3's "auto"
 
 
+def test_plastic_presets_follow_the_reference_code():
+    """PLASTIC (dojeon-ai/PLASTIC @ 3736071): the agent options off by default (Adam, no conv
+    LayerNorm, the encoder with the agent's activation); each preset's values as its code ran."""
+    for name, head, rho in (("drq", "clean", 0.01), ("drq_atari", "sum", 0.1)):
+        a = agent_cfg(f"agent={name}")
+        assert a["optimizer"] == "adam" and a["conv_layer_norm"] is False and a["conv_activation"] is None
+        assert a["sam_head"] == head and a["sam_rho"] == rho  # the values its preset uses
+    dmc = make_config("agent=drq", "env=dmc_pixels/quadruped_run", "plasticity=plastic")
+    a, p = dmc["agent"], dmc["plasticity"]
+    # train_pixels.py flag rho; only_enc=True
+    assert a["optimizer"] == "sam" and a["sam_rho"] == 0.01 and a["sam_head"] == "clean"
+    assert a["conv_layer_norm"] is True and a["activation"] == "crelu" and a["conv_activation"] == "relu"
+    assert a["lr"] == 3e-4  # the base agent's (Nikishin); PLASTIC's DrQ used 1e-4 (README)
+    # RESET_INTERVAL_PER_ENV quadruped-run: 100k agent steps of a 2M-frame run (1M agent steps at
+    # action repeat 2)
+    steps = dmc["train"]["total_steps"] * dmc["env"]["action_repeat"]
+    assert p["every"] == steps // 20 and p["groups"] == ["*", "!encoder"]
+    assert p["rules"][0]["optimizer"] == "reset" and p["rules"][0]["target"] == "copy_online"
+
+    atari = make_config("agent=drq_atari", "env=atari/pong", "plasticity=plastic_atari")
+    a, p = atari["agent"], atari["plasticity"]
+    assert a["optimizer"] == "sam" and a["sam_rho"] == 0.1 and a["sam_head"] == "sum"  # drq_plastic_rr2.sh
+    assert a["hidden_dims"] == [256] and a["activation"] == "crelu" and a["conv_activation"] == "relu"
+    assert p["unit"] == "updates" and p["every"] == 40000  # reset_per_optimize_step
+    assert [r["intervention"] for r in p["rules"]] == ["reset", "reset_optimizer"]
+    assert p["rules"][0]["groups"] == ["critic"] and p["rules"][1]["groups"] == ["encoder"]
+
+
 # ------------------------------------------------------------------ agent x preset table
 AGENTS = {  # name: (overrides, observation space, action space, small sizes)
     "sac": (("agent=sac",), spaces.Box(-1, 1, (5,)), spaces.Box(-1, 1, (2,)), {"hidden_dims": [8]}),

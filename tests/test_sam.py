@@ -12,7 +12,6 @@ from agents.drq_atari import DrQAtari
 from agents.encoders import ChannelLayerNorm
 from agents.sam import sam_gradients, sam_perturbation
 from replay.buffer import Batch
-from tests.conftest import make_config
 
 
 def test_perturbation_is_rho_times_the_jointly_normalised_gradient():
@@ -139,29 +138,6 @@ def test_sam_options_are_checked():
         small_drq(optimizer="sgd")
     with pytest.raises(ValueError, match="conv_activation"):
         DrQ(PIXELS, 2, conv_activation="swish")
-
-
-# ------------------------------------------------------------------ presets
-def test_plastic_presets_follow_the_reference_code():
-    dmc = make_config("agent=drq", "env=dmc_pixels/quadruped_run", "plasticity=plastic")
-    a, p = dmc["agent"], dmc["plasticity"]
-    # train_pixels.py flag rho; only_enc=True
-    assert a["optimizer"] == "sam" and a["sam_rho"] == 0.01 and a["sam_head"] == "clean"
-    assert a["conv_layer_norm"] is True and a["activation"] == "crelu" and a["conv_activation"] == "relu"
-    assert a["lr"] == 3e-4  # the base agent's (Nikishin); PLASTIC's DrQ used 1e-4 (README)
-    # RESET_INTERVAL_PER_ENV quadruped-run: 100k agent steps of a 2M-frame run (1M agent steps at
-    # action repeat 2)
-    steps = dmc["train"]["total_steps"] * dmc["env"]["action_repeat"]
-    assert p["every"] == steps // 20 and p["groups"] == ["*", "!encoder"]
-    assert p["rules"][0]["optimizer"] == "reset" and p["rules"][0]["target"] == "copy_online"
-
-    atari = make_config("agent=drq_atari", "env=atari/pong", "plasticity=plastic_atari")
-    a, p = atari["agent"], atari["plasticity"]
-    assert a["optimizer"] == "sam" and a["sam_rho"] == 0.1 and a["sam_head"] == "sum"  # drq_plastic_rr2.sh
-    assert a["hidden_dims"] == [256] and a["activation"] == "crelu" and a["conv_activation"] == "relu"
-    assert p["unit"] == "updates" and p["every"] == 40000  # reset_per_optimize_step
-    assert [r["intervention"] for r in p["rules"]] == ["reset", "reset_optimizer"]
-    assert p["rules"][0]["groups"] == ["critic"] and p["rules"][1]["groups"] == ["encoder"]
 
 
 @pytest.mark.slow
