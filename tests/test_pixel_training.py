@@ -50,7 +50,11 @@ BBF = ("agent=bbf", "env=atari/pong", "agent.batch_size=4", "agent.buffer_size=2
 PRESETS = ["head_reset", "shrink_perturb", "hare_tortoise", "reset_but_encoder", "full_reset", "regen", "redo"]
 
 
-@pytest.mark.parametrize("agent, preset", [(a, p) for a in ("drq", "drq_atari", "bbf") for p in PRESETS]
+SLOW_CASES = {("bbf", "redo")}  # ~25 s (ReDo's probe update of the Impala net); -m slow runs it
+
+
+@pytest.mark.parametrize("agent, preset", [pytest.param(a, p, marks=pytest.mark.slow) if (a, p) in SLOW_CASES
+                                           else (a, p) for a in ("drq", "drq_atari", "bbf") for p in PRESETS]
                          + [("bbf", "bbf"), ("bbf", "bbf_hare_tortoise"),
                             ("drq", "injection"), ("drq_atari", "injection"),
                             ("drq", "plastic"), ("drq_atari", "plastic_atari")])
