@@ -201,19 +201,21 @@ class FrameStorage:
     # ------------------------------------------------------------------ reading
     def gather(self, name: str, idx: torch.Tensor) -> torch.Tensor:
         """Field `name` at slots `idx` (any shape S): obs/next_obs are [*S, k*C, H, W] uint8."""
-        if name == "obs":
-            return self._stacks(idx)
-        if name == "next_obs":
-            return self._stacks((idx + 1) % self.capacity)
+        if name in ("obs", "next_obs"):
+            return self.stacks(idx if name == "obs" else (idx + 1) % self.capacity)
         if name not in SCALARS:
             raise KeyError(f"FrameStorage has no field {name!r}")
         return self.fields[name][idx]
 
-    def _stacks(self, slot: torch.Tensor) -> torch.Tensor:
-        back = self.fields["back"][slot].long().unsqueeze(-1)  # [*S, 1]
+    def stacks(self, slot: torch.Tensor, read=None) -> torch.Tensor:
+        """The observation stacks of slots `slot` (any shape S). `read(field, slots)` reads a
+        stored field; by default this storage's own (a member-stacked replay reads every
+        member's storage at once with its own, replay/member_replay.py)."""
+        read = read or (lambda name, idx: self.fields[name][idx])
+        back = read("back", slot).long().unsqueeze(-1)  # [*S, 1]
         ages = torch.minimum(self._ages, back)  # [*S, k]: frames back, clamped at the episode start
         src = (slot.unsqueeze(-1) - ages) % self.capacity  # [*S, k] slots, oldest frame first
-        frames = self.fields["frames"][src]  # [*S, k, C, H, W]
+        frames = read("frames", src)  # [*S, k, C, H, W]
         if self.padding == "zero":  # frames before the episode start are zeros
             before = (self._ages > back)[..., None, None, None]  # [*S, k, 1, 1, 1]
             frames = frames.masked_fill(before, 0)

@@ -1,26 +1,39 @@
 """A group's replay in one storage with a member dimension (README "Many seeds in one process").
 
 Each member keeps its `ReplayBuffer` (its adds, its sampler and stream, its checkpoint), but the
-fields of all their `TensorStorage`s are one tensor [M, capacity, ...] each, and every member's
-fields are views `stacked[k]` of it (as agents/members.py does for parameters). A group update
-then draws every member's batch at once: each member's sampler gives its slots (its own stream,
-as in its single run), and one gather per field and one n-step computation
-(replay/nstep.py over idx [M, B]) serve all members, a `Batch` with fields [M, B, ...] -- the
-same values as M `sample_request` calls stacked (tested).
+fields of all their storages are one tensor [M, capacity, ...] each, and every member's fields
+are views `stacked[k]` of it (as agents/members.py does for parameters). A group update then
+draws every member's batch at once: each member's sampler gives its slots (its own stream and,
+for prioritized replay, its own priorities and importance weights, as in its single run), and
+one gather per field, one n-step computation (replay/nstep.py over idx [M, B]) and, for
+sequence requests (BBF), one sequence gather (replay/sequence.py) serve all members: a `Batch`
+or `SequenceBatch` with fields [M, B, ...], the same values as M `sample_request` calls stacked
+(tested).
 
-It applies to uniform transition replay of vector observations with the same request for
-every member (batch size, n, gamma) and members in lockstep (the same write head); otherwise
-(`sample` returns None) the group samples member by member: pixel frame storage, prioritized or
-sequence replay (BBF), offline mixtures, members differing in n-step or gamma.
+Storages: `TensorStorage` (vector observations) and `FrameStorage` (pixels: each member's frames
+stored once, its stacks rebuilt from the stacked frames in the same gather). Members need not be
+in lockstep: each has its own write head (pixel episodes take L + 1 slots, so heads drift apart
+with episode lengths), and the n-step and sequence look-ahead stop at each member's own newest
+transition. Where one call does not apply (`sample` returns None and the group samples member
+by member): offline mixtures (`MixedReplayBuffer`), members whose requests differ (batch size,
+n-step, gamma, horizon, beta).
+
+Memory: the stack is allocated while the members' own storages exist, and each member's fields
+are copied in and its own released in turn. On the CPU the stack's pages are committed as they
+are written, so the peak is about one member's storage more; on a GPU the stack is allocated at
+once, so building it needs twice the group's replay memory for a moment (at the start).
 """
 from __future__ import annotations
 
 import torch
 
 from replay.buffer import Batch, ReplayBuffer
+from replay.frames import FrameStorage
 from replay.nstep import nstep_targets
-from replay.sampler import UniformSampler
+from replay.sequence import SequenceBatch, sequence_at
 from replay.storage import TensorStorage
+
+STORAGES = (TensorStorage, FrameStorage)
 
 
 class MemberReplay:
@@ -28,45 +41,67 @@ class MemberReplay:
 
     def __init__(self, buffers: list):
         self.buffers = list(buffers)
-        self.stacked = all(type(b) is ReplayBuffer and type(b.storage) is TensorStorage
-                           and type(b.sampler) is UniformSampler for b in self.buffers)
+        self.storages = [b.storage for b in self.buffers]
+        kind = type(self.storages[0])
+        self.stacked = kind in STORAGES and all(
+            type(b) is ReplayBuffer and type(b.storage) is kind for b in self.buffers)
         self.fields: dict[str, torch.Tensor] = {}
         if self.stacked:
             self._bind()
 
     @torch.no_grad()
     def _bind(self) -> None:
-        storages = [b.storage for b in self.buffers]
-        for name in storages[0].fields:
-            stacked = torch.stack([s.fields[name] for s in storages])  # [M, capacity, ...]
-            for k, s in enumerate(storages):
+        for name, first in self.storages[0].fields.items():
+            stacked = torch.empty((len(self.storages), *first.shape), dtype=first.dtype,
+                                  device=first.device)  # [M, capacity, ...]
+            for k, s in enumerate(self.storages):
+                stacked[k].copy_(s.fields[name])
                 s.fields[name] = stacked[k]  # adds and checkpoint loads write in place
             self.fields[name] = stacked
+        for s in self.storages:
+            if isinstance(s, FrameStorage):
+                s.valid = s.fields["valid"]  # what its sampler draws among: the stack's row
 
     @property
     def capacity(self) -> int:
-        return self.buffers[0].storage.capacity
+        return self.storages[0].capacity
 
-    def gather(self, name: str, idx: torch.Tensor) -> torch.Tensor:
-        """Member k's `fields[name][idx[k]]` for every k: idx [M, ...] -> [M, ..., *field shape]."""
+    def _read(self, name: str, idx: torch.Tensor) -> torch.Tensor:
+        """Member k's stored `fields[name][idx[k]]` for every k: idx [M, ...] -> [M, ..., *field]."""
         rows = torch.arange(idx.shape[0], device=idx.device).view(-1, *([1] * (idx.dim() - 1)))
         return self.fields[name][rows, idx]
 
-    def steps_ahead(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.buffers[0].storage.steps_ahead(idx)  # members in lockstep: one write head
+    def gather(self, name: str, idx: torch.Tensor) -> torch.Tensor:
+        """Field `name` (the logical transition fields, as the storages' `gather`) of member k at
+        slots idx[k] for every k: [M, ..., *field shape]."""
+        first = self.storages[0]
+        if isinstance(first, FrameStorage) and name in ("obs", "next_obs"):  # stacks of frames
+            return first.stacks(idx if name == "obs" else (idx + 1) % self.capacity, self._read)
+        return self._read(name, idx)
 
-    def sample(self, requests: list) -> Batch | None:
+    def steps_ahead(self, idx: torch.Tensor) -> torch.Tensor:
+        """Each member's `steps_ahead` at its slots idx [M, ...]: up to its own newest transition."""
+        newest = [(s.pos - 1) if isinstance(s, TensorStorage) else (s.head - 1) for s in self.storages]
+        newest = torch.tensor(newest, device=idx.device).view(-1, *([1] * (idx.dim() - 1)))  # [M, 1..]
+        return (newest - idx) % self.capacity + 1
+
+    def sample(self, requests: list) -> Batch | SequenceBatch | None:
         """Every member's batch for its request, fields [M, B, ...]; None where this does not
         apply (see the module docstring), and nothing is drawn then."""
-        first, storages = requests[0], [b.storage for b in self.buffers]
+        first = requests[0]
         targets = {(b.n_step if r.n_step is None else r.n_step, b.gamma if r.gamma is None else r.gamma)
                    for b, r in zip(self.buffers, requests)}  # one (n, gamma) for all, or no
-        if not (self.stacked and not first.horizon and first.beta is None and len(targets) == 1
-                and all(r.batch_size == first.batch_size for r in requests)
-                and all((s.pos, s.size) == (storages[0].pos, storages[0].size) for s in storages)):
+        if not (self.stacked and len(targets) == 1 and all(
+                (r.batch_size, r.horizon, r.beta) == (first.batch_size, first.horizon, first.beta)
+                for r in requests)):
             return None
-        idx = torch.stack([b.sampler.sample(b.storage, first.batch_size).idx for b in self.buffers])  # [M, B]
+        draws = [b.sampler.sample(b.storage, first.batch_size, first.beta) for b in self.buffers]
+        idx = torch.stack([d.idx for d in draws])  # [M, B], each member's own stream
+        weights = None if draws[0].weights is None else torch.stack([d.weights for d in draws])  # [M, B]
         (n, gamma), = targets
         reward, discount, last = nstep_targets(self, idx, n, gamma)
-        return Batch(self.gather("obs", idx), self.gather("action", idx), reward, discount,
-                     self.gather("next_obs", last), idx)
+        batch = Batch(self.gather("obs", idx), self.gather("action", idx), reward, discount,
+                      self.gather("next_obs", last), idx, weights)
+        if first.horizon:
+            return SequenceBatch(*batch[:6], *sequence_at(self, idx, first.horizon), weights)
+        return batch

@@ -51,17 +51,19 @@ class SequenceBatch(NamedTuple):
 
 
 def sequence_at(storage, idx: torch.Tensor, horizon: int):
-    """(actions [B, K, ...], future_obs [B, K, ...], mask [B, K]) for start slots `idx` [B]."""
+    """(actions [B, K, ...], future_obs [B, K, ...], mask [B, K]) for start slots `idx` [B]
+    (or with leading dimensions, [M, B]: every member's slots in a member-stacked storage,
+    replay/member_replay.py; the outputs then have them too)."""
     if horizon < 0:
         raise ValueError(f"sequence horizon must be >= 0, got {horizon}")
     offsets = torch.arange(horizon, device=idx.device)  # [K]
-    slots = (idx[:, None] + offsets) % storage.capacity  # [B, K] slots i .. i+K-1
+    slots = (idx[..., None] + offsets) % storage.capacity  # [B, K] slots i .. i+K-1
     ended = (storage.gather("terminated", slots) | storage.gather("truncated", slots)).int()  # [B, K]
-    ended_before = torch.cumsum(ended, dim=1) - ended  # [B, K] episode ends at slots i .. i+j-1
-    stored = offsets < storage.steps_ahead(idx)[:, None]  # [B, K] slot i+j not past the newest
+    ended_before = torch.cumsum(ended, dim=-1) - ended  # [B, K] episode ends at slots i .. i+j-1
+    stored = offsets < storage.steps_ahead(idx)[..., None]  # [B, K] slot i+j not past the newest
     mask = stored & (ended_before == 0)  # [B, K], a prefix of each row
-    last = mask.sum(dim=1, keepdim=True) - 1  # [B, 1] last valid step (0 unless K == 0)
-    safe = (idx[:, None] + torch.minimum(offsets, last)) % storage.capacity  # [B, K] repeat last
+    last = mask.sum(dim=-1, keepdim=True) - 1  # [B, 1] last valid step (0 unless K == 0)
+    safe = (idx[..., None] + torch.minimum(offsets, last)) % storage.capacity  # [B, K] repeat last
     actions = storage.gather("action", safe)  # [B, K, *action_shape]
     future_obs = storage.gather("next_obs", safe)  # [B, K, *obs_shape]
     return actions, future_obs, mask

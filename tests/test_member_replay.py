@@ -1,11 +1,14 @@
 """One replay storage with a member dimension (replay/member_replay.py): the members' fields are
 views of one [M, capacity, ...] tensor, and one call draws every member's batch with the values
-and sampling streams of M separate `sample_request` calls."""
+and sampling streams of M separate `sample_request` calls: vector observations, pixel frames
+(members' write heads apart), prioritized replay and sequences (BBF)."""
 import copy
 
+import numpy as np
+import pytest
 import torch
 
-from replay import ReplayBuffer, ReplayRequest
+from replay import FrameStorage, ReplayBuffer, ReplayRequest
 from replay.member_replay import MemberReplay
 from replay.sampler import UniformSampler
 from replay.storage import TensorStorage, transition_specs
@@ -49,3 +52,73 @@ def test_members_that_cannot_share_one_call_are_sampled_one_by_one():
     assert replay.sample([ReplayRequest(8)] * 2) is None
     assert replay.sample([ReplayRequest(8, n_step=2)] * 2) is not None  # unless the request sets it
     assert replay.sample([ReplayRequest(8, horizon=2)] * 2) is None  # sequences (BBF)
+
+
+def pixel_buffer(k: int, padding: str, prioritized: bool) -> ReplayBuffer:
+    """Member k's pixel buffer (3-frame stacks of 2x3x3 frames, capacity 40) after a stream of
+    its own: episode lengths differ by member, so the members' write heads drift apart; the ring
+    wraps. `prioritized`: BBF's sampler, with priorities of its own set on some slots."""
+    from replay.prioritized import PrioritizedSampler
+    from tests.test_frame_storage import add, stream
+
+    episodes = [(3 + k, "term"), (7, "trunc"), (2 + 2 * k, "term"), (11, "trunc"), (5 + k, "term"),
+                (9, "trunc"), (4, "open")]
+    storage = FrameStorage(40, (2, 3, 3), 3, padding=padding)
+    sampler = PrioritizedSampler("cpu", 20 + k) if prioritized else UniformSampler("cpu", 10 + k)
+    buf = ReplayBuffer(storage, sampler, n_step=3, gamma=0.9)
+    for tr in stream(episodes, (2, 3, 3), 3, padding, first_step=100 * k):
+        add(storage, tr)
+    if prioritized:
+        draw = buf.sample(8)  # a first sync, then priorities of this member's own
+        buf.update_priorities(draw.idx, torch.arange(8, dtype=torch.float32) + k)
+    return buf
+
+
+@pytest.mark.parametrize("padding,prioritized,horizon,beta", [
+    ("repeat", False, 0, None), ("zero", True, 5, 0.5), ("zero", True, 0, None)])
+def test_pixel_members_one_call_equals_member_by_member(padding, prioritized, horizon, beta):
+    """Frames stacked [M, capacity, C, H, W], members' heads apart: one call gives every member's
+    stacks, n-step targets, sequences and importance weights as its own `sample_request`."""
+    members = [pixel_buffer(k, padding, prioritized) for k in range(3)]
+    assert len({b.storage.head for b in members}) == 3  # not in lockstep
+    separate = copy.deepcopy(members)
+    replay = MemberReplay(members)
+    assert replay.fields["frames"].shape == (3, 40, 2, 3, 3)
+    for k, b in enumerate(members):  # the sampler's mask is the stack's row
+        assert b.storage.valid.data_ptr() == replay.fields["valid"][k].data_ptr()
+    request = ReplayRequest(16, n_step=4, gamma=0.9, horizon=horizon, beta=beta)
+    for round_ in range(3):
+        stacked = replay.sample([request] * 3)
+        one_by_one = [b.sample_request(request) for b in separate]
+        assert type(stacked) is type(one_by_one[0])
+        for name, value in stacked._asdict().items():
+            if value is None:
+                assert all(getattr(b, name) is None for b in one_by_one), name
+            else:
+                assert torch.equal(value, torch.stack([getattr(b, name) for b in one_by_one])), name
+        if prioritized:  # each member's feedback to its own sampler, through its view of idx
+            for k, (b, s) in enumerate(zip(members, separate)):
+                priorities = torch.full((16,), 2.0 + k + round_)
+                b.update_priorities(stacked.idx[k], priorities)
+                s.update_priorities(one_by_one[k].idx, priorities)
+    for b, s in zip(members, separate):
+        assert torch.equal(b.sampler.generator.get_state(), s.sampler.generator.get_state())
+
+
+def test_pixel_members_adds_and_loads_write_the_stack():
+    members = [pixel_buffer(k, "repeat", False) for k in range(2)]
+    saved = copy.deepcopy(members[1].state_dict())
+    replay = MemberReplay(members)
+    frames = replay.fields["frames"]
+    head = members[1].storage.head
+    obs = np.repeat(np.full((2, 3, 3), 7, np.uint8)[None], 3, 0).reshape(6, 3, 3)  # a new episode
+    nxt = np.concatenate([obs[2:], np.full((2, 3, 3), 9, np.uint8)])
+    members[1].storage.truncate_newest()  # the open episode ends (a flag written into the stack)
+    assert replay.fields["truncated"][1, (head - 1) % 40]
+    members[1].add(obs, 0, 1.0, nxt, False, False)
+    assert (frames[1, (head + 2) % 40] == 9).all() and members[1].storage.head == head + 2
+    assert replay.fields["valid"][1].sum() == len(members[1])
+    members[1].load_state_dict(saved)  # a checkpoint load: in place, into the stack
+    assert members[1].storage.head == head and frames.data_ptr() == replay.fields["frames"].data_ptr()
+    assert torch.equal(frames[1], members[1].storage.fields["frames"])
+    assert replay.fields["valid"][1].sum() == len(members[1])

@@ -85,6 +85,7 @@ def test_bbf_group_trains_from_the_trainer_with_its_priorities(tmp_path):
     spec = {"seeds": [0, 1], "vary": None}
     overrides = [*BBF_RUN, "train.total_steps=120", "train.learning_starts=100", "train.eval_every=0"]
     g = GroupTrainer(member_configs(lambda o: make_config(*o), overrides, spec), tmp_path, spec)
+    assert g.replay.stacked and g.replay.fields["frames"].shape[0] == 2  # one storage, one draw an update
     summary = g.train()
     assert [s["updates"] for s in summary["members"]] == [21, 21]
     for m in g.members:  # the buffers got the members' own priorities, not only the initial max
