@@ -5,7 +5,9 @@ scheduler, diagnostics, logger and run directory `<group dir>/members/<name>/`, 
 and TensorBoard read as one run each). The group steps every member's env, then makes each of the
 `replay_ratio` updates as one vectorized update of all members (agents/members.py) on the batch
 each member drew from its own buffer, then gives every member its bookkeeping (scheduler,
-evaluation, logging). On a diagnostics update each member updates alone (eagerly, with hooks).
+evaluation, logging). Members may differ in the replay ratio: those that share one form a
+cohort (one stack, one replay draw), and each cohort makes its own number of updates per env
+step. On a diagnostics update each member updates alone (eagerly, with hooks).
 One checkpoint, `<group dir>/checkpoint.pt`, holds every member (envs mid-episode included) and
 the process's RNG, so a group resumes bitwise on the CPU; `group.yaml` names the members. With
 `members.async_envs` each member's training env runs in a process of its own
@@ -14,6 +16,7 @@ the process's RNG, so a group resumes bitwise on the CPU; `group.yaml` names the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from omegaconf import OmegaConf
@@ -53,13 +56,12 @@ class GroupTrainer:
                 m.env = SubprocessEnv(train_env_maker(m.cfg["env"], m.cfg["seed"]), local)
                 local.close()
         seed_everything(derived_seed(self.cfg["seed"], GROUP_STREAM))
-        self.stack = MemberStack([m.agent for m in self.members], self.members[0].agent.speed_mode)
-        self.replay = MemberReplay([m.buffer for m in self.members])  # one storage [M, capacity, ...]
+        self.cohorts = cohorts_of(self.members)
         self.stop = StopRequests()
 
     @property
     def counters(self) -> dict:
-        return self.members[0].counters  # every member's env steps and updates are the same
+        return self.members[0].counters  # every member's env steps are the same (updates: its cohort's)
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -96,7 +98,8 @@ class GroupTrainer:
                                       "config:\n  " + "\n  ".join(diffs) + "\n" + MAY_CHANGE)
             m.restore_state(saved)
         set_rng_state(state["rng"])  # the group's stream, after each member set its own
-        self.stack.bind()  # loading replaced the optimizers' state tensors
+        for cohort in self.cohorts:
+            cohort.stack.bind()  # loading replaced the optimizers' state tensors
 
     # ------------------------------------------------------------------ loop
     def train(self, stop_at: int | None = None) -> dict:
@@ -160,41 +163,45 @@ class GroupTrainer:
     def _pretrain(self) -> None:
         """Offline pre-training updates, then each member's `switch` rules."""
         for _ in range(self.cfg["offline"]["pretrain_updates"] - self.counters["updates"]):
-            self._update()
+            for cohort in self.cohorts:
+                self._update(cohort)
         for m in self.members:
             m._log_events(m.logger, m.scheduler.at_switch(m.counters["updates"], 0))
 
     def _learn(self) -> None:
-        """Heavy priming at learning_starts, then `replay_ratio` updates of every member."""
+        """Heavy priming at learning_starts, then each cohort's `replay_ratio` updates."""
         t, c = self.cfg["train"], self.counters
         if c["env_steps"] == t["learning_starts"] and t["priming_updates"]:
             for _ in range(t["priming_updates"]):
-                self._update()
+                for cohort in self.cohorts:
+                    self._update(cohort)
         if c["env_steps"] >= t["learning_starts"]:
-            for _ in range(self.cfg["agent"]["replay_ratio"]):
-                self._update()
+            for cohort in self.cohorts:
+                for _ in range(cohort.replay_ratio):
+                    self._update(cohort)
 
-    def _update(self) -> None:
-        """One update of every member: one vectorized update (its batches drawn in one call where
-        replay/member_replay.py applies), or on a diagnostics update each member's own eager
-        update inside its diagnostics capture."""
-        due = self.members[0].diagnostics.due(self.counters["updates"] + 1)
-        requests = [m._request() for m in self.members]
-        stacked = None if due else self.replay.sample(requests)  # each member's slots, its own stream
+    def _update(self, cohort: Cohort) -> None:
+        """One update of every member of `cohort`: one vectorized update (its batches drawn in one
+        call where replay/member_replay.py applies), or on a diagnostics update each member's own
+        eager update inside its diagnostics capture."""
+        members = cohort.members
+        due = members[0].diagnostics.due(members[0].counters["updates"] + 1)
+        requests = [m._request() for m in members]
+        stacked = None if due else cohort.replay.sample(requests)  # each member's slots, its own stream
         if stacked is not None:  # member k's batch (views), for its bookkeeping
             batches = [type(stacked)(*[None if f is None else f[k] for f in stacked])
-                       for k in range(len(self.members))]
+                       for k in range(len(members))]
         else:
-            batches = [m.buffer.sample_request(r) for m, r in zip(self.members, requests)]
+            batches = [m.buffer.sample_request(r) for m, r in zip(members, requests)]
         if due:
             results = []
-            for m, batch in zip(self.members, batches):
+            for m, batch in zip(members, batches):
                 with m.diagnostics.capture(True):
                     results.append(m.agent.update(batch))
         else:  # a member's `priority` metric is its replay feedback (BBF), as `update` returns it
             results = [UpdateResult({k: v for k, v in x.items() if k != "priority"}, x.get("priority"))
-                       for x in self.stack.update(None if stacked is not None else batches, stacked)]
-        for m, batch, result in zip(self.members, batches, results):
+                       for x in cohort.stack.update(None if stacked is not None else batches, stacked)]
+        for m, batch, result in zip(members, batches, results):
             m._metrics = m._after_update(m.logger, batch, result, due)
 
     def _finish(self) -> dict:
@@ -217,9 +224,27 @@ class GroupTrainer:
         wall = max(max(m.counters["wall_time"] for m in self.members), 1e-9)
         finals = [s["final_eval_return"] for s in members if s["final_eval_return"] is not None]
         return {"members": members, "env_steps": self.counters["env_steps"],
-                "updates": self.counters["updates"], "wall_time_s": wall,
+                "updates": max(s["updates"] for s in members), "wall_time_s": wall,
                 "final_eval_return": sum(finals) / len(finals) if finals else float("nan"),
                 "updates_per_s": sum(s["updates"] for s in members) / wall}
+
+
+class Cohort(NamedTuple):
+    """The members that share a replay ratio: one stack (one vectorized update) and one replay
+    (one draw of all their batches), `replay_ratio` updates per env step."""
+    replay_ratio: int
+    members: list  # their Trainers, in the group's order
+    stack: MemberStack
+    replay: MemberReplay  # one storage [M, capacity, ...]
+
+
+def cohorts_of(members: list) -> list[Cohort]:
+    """The group's cohorts, in the order their replay ratios first appear among the members."""
+    by_ratio: dict[int, list] = {}
+    for m in members:
+        by_ratio.setdefault(int(m.cfg["agent"]["replay_ratio"]), []).append(m)
+    return [Cohort(ratio, ms, MemberStack([m.agent for m in ms], ms[0].agent.speed_mode),
+                   MemberReplay([m.buffer for m in ms])) for ratio, ms in by_ratio.items()]
 
 
 def _compact(obj):

@@ -5,9 +5,9 @@ seeds in one process"; the loop is runner/group.py, the vectorized update agents
 
 Members are the product of the seeds and every `vary` value. Member k's config is exactly what
 `python train.py <the same overrides> seed=<s> <key>=<value> ...` composes, so a member is the run
-of its seed with its settings. Members may differ only where no tensor shape or loop decision
-changes: the seed, anything under `plasticity` (a preset swapped too, as long as it leaves the
-agent alone), and the agent's `MAY_DIFFER` keys.
+of its seed with its settings. Members may differ only where no tensor shape changes: the seed,
+anything under `plasticity` (a preset swapped too, as long as it leaves the agent alone), and the
+agent's `MAY_DIFFER` keys (members with different replay ratios form cohorts, runner/group.py).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import json
 from runner.checkpoint import flatten
 from runner.validate_common import Errors, brief, is_int
 
-MAY_DIFFER = ("lr", "tau", "gamma", "n_step", "init_temperature")  # agent keys members may vary
+MAY_DIFFER = ("lr", "tau", "gamma", "n_step", "init_temperature", "replay_ratio")  # agent keys members may vary
 # agent.name values with a vectorized update (RLPD and SimBa are name sac; drq_kostrikov is drq)
 AGENTS = ("sac", "drq", "drq_atari", "bbf")
 # agent settings whose update has no vectorized form yet: key -> (refused when, allowed)

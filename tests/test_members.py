@@ -15,6 +15,7 @@ from agents.sac import SAC
 from plasticity.groups import resolve_group
 from plasticity.interventions import Reset
 from replay.buffer import Batch
+from replay.sampler import UniformSampler
 from runner.group import GroupTrainer
 from runner.members import MembersError, member_configs, member_specs
 from runner.trainer import Trainer
@@ -372,8 +373,8 @@ def test_a_signal_checkpoints_the_group_and_it_resumes_bitwise(tmp_path, monkeyp
     full.train()
     update = GroupTrainer._update
 
-    def signalling(self):
-        update(self)
+    def signalling(self, cohort):
+        update(self, cohort)
         if self.counters["updates"] == 150:  # in env step 274 of 600, mid-episode
             os.kill(os.getpid(), signal.SIGTERM)
     with monkeypatch.context() as m:
@@ -384,5 +385,34 @@ def test_a_signal_checkpoints_the_group_and_it_resumes_bitwise(tmp_path, monkeyp
     resumed = group(tmp_path, [0, 1], None, name="resumed")
     resumed.restore()
     assert resumed.counters["env_steps"] == 274  # the step of update 150 finished, then the stop
+    resumed.train()
+    assert_same_groups(full, resumed)
+
+
+def test_members_may_differ_in_the_replay_ratio(tmp_path):
+    """Replay ratios 1 and 3: two cohorts, each member making its own number of updates per env
+    step from its own sampling stream (as many draws as its single run), resets at its own update
+    counts, and the group resumes bitwise."""
+    vary = {"agent.replay_ratio": [1, 3]}
+    extra = ("train.total_steps=400", "++plasticity.unit=updates", "++plasticity.every=100",
+             "plasticity=shrink_perturb")
+    full = group(tmp_path, [0], vary, *extra, name="full")
+    assert [(c.replay_ratio, len(c.members)) for c in full.cohorts] == [(1, 1), (3, 1)]
+    summary = full.train()
+    assert [s["updates"] for s in summary["members"]] == [201, 603]  # 400 - 200 + 1 env steps
+    for m, ratio in zip(full.members, (1, 3)):  # the sampler drew one batch per update
+        sampler = UniformSampler("cpu", 0)
+        sampler.load_state_dict({"generator": m.buffer.sampler.generator.get_state()})
+        fresh = Trainer(make_config(*SHORT, *extra, "seed=0", f"agent.replay_ratio={ratio}"), tmp_path / f"s{ratio}")
+        for _ in range(201 * ratio):
+            fresh.buffer.sampler.sample(m.buffer.storage, 32)
+        assert torch.equal(fresh.buffer.sampler.generator.get_state(), sampler.generator.get_state())
+    # S&P every 100 of its own updates, not with under an interval left: 100 / 100..500
+    assert [len(m.scheduler.events) for m in full.members] == [1, 5]
+    part = group(tmp_path, [0], vary, *extra, name="resumed")
+    part.train(stop_at=333)
+    del part
+    resumed = group(tmp_path, [0], vary, *extra, name="resumed")
+    resumed.restore()
     resumed.train()
     assert_same_groups(full, resumed)

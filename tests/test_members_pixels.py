@@ -85,7 +85,8 @@ def test_bbf_group_trains_from_the_trainer_with_its_priorities(tmp_path):
     spec = {"seeds": [0, 1], "vary": None}
     overrides = [*BBF_RUN, "train.total_steps=120", "train.learning_starts=100", "train.eval_every=0"]
     g = GroupTrainer(member_configs(lambda o: make_config(*o), overrides, spec), tmp_path, spec)
-    assert g.replay.stacked and g.replay.fields["frames"].shape[0] == 2  # one storage, one draw an update
+    replay = g.cohorts[0].replay  # one cohort: one storage, one draw an update
+    assert len(g.cohorts) == 1 and replay.stacked and replay.fields["frames"].shape[0] == 2
     summary = g.train()
     assert [s["updates"] for s in summary["members"]] == [21, 21]
     for m in g.members:  # the buffers got the members' own priorities, not only the initial max
