@@ -50,7 +50,7 @@ from agents.augment import random_shift
 from agents.encoders import ConvPrecision, PixelEncoder
 from agents.init import Linear, role_init
 from agents.networks import EnsembleCritic, TanhGaussianActor
-from agents.sam import in_module, sam_gradients
+from agents.sam import Sam, in_module, sam_gradients
 from agents.sac import SAC, SAC_DEFAULTS, SIMBA_KEYS
 
 DRQ_DEFAULTS = dict(
@@ -167,15 +167,23 @@ class DrQ(ConvPrecision, SAC):
     # ------------------------------------------------------------- members
     @property
     def member_body(self):
-        """DrQ's update over stacked members (agents/members.py); none with SAM (its two passes)."""
-        return self._member_body if self._sam is None else None
+        """DrQ's update over stacked members (agents/members.py)."""
+        return self._member_body
 
     def _member_body(self, key, batch, ops) -> dict[str, torch.Tensor]:
         """`_update_step` against `ops` (agents/members.py `MemberOps`), key (actor due, target
-        due, tau) from SAC's `member_update_key`."""
+        due, tau) from SAC's `member_update_key`. With SAM, as `_sam_critic_step`: every member's
+        views and target drawn once (`critic_inputs`), the loss taken at w and at w + e on them."""
         actor_due, target_due, tau = key
-        metrics = dict(ops.step("critic_loss_and_view", ("critic",), batch))
-        view = metrics.pop("view")  # the first augmented view of s, [B, C, H, W] per member
+        if self._sam is None:
+            metrics = dict(ops.step("critic_loss_and_view", ("critic",), batch))
+            view = metrics.pop("view")  # the first augmented view of s, [B, C, H, W] per member
+        else:
+            obs, action, target = ops.call("critic_inputs", batch)  # [M, views * B, ...], [M, B]
+            sharp = [p for p, s in zip(self._critic_params, self._sam_sharp) if s]
+            metrics = dict(ops.step("critic_td", ("critic",), obs, action, target,
+                                    sam=Sam(*self._sam, sharp)))
+            view = obs[:, :batch.obs.shape[1]]  # [M, B, C, H, W] the first view
         if actor_due:  # on the features of the encoder the critic step just updated
             metrics.update(ops.step("actor_loss", ("actor", "log_alpha"), ops.call("encode", view)))
         if target_due:

@@ -59,7 +59,7 @@ from agents.base import Agent, UpdateResult
 from agents.encoders import ChannelLayerNorm, ConvPrecision
 from agents.exploration import epsilon_greedy, linear_epsilon
 from agents.networks import make_activation, width_after
-from agents.sam import in_module, sam_gradients
+from agents.sam import Sam, in_module, sam_gradients
 from plasticity.injection import make_injectable
 
 # Constructor arguments, with the reference defaults (google/dopamine labs/atari_100k/configs/DrQ_eps.gin).
@@ -290,8 +290,8 @@ class DrQAtari(ConvPrecision, Agent):
 
     @property
     def member_body(self):
-        """The update over stacked members (agents/members.py); none with SAM or clipping."""
-        return self._member_body if self._sam is None and self.max_grad_norm is None else None
+        """The update over stacked members (agents/members.py)."""
+        return self._member_body
 
     member_key_values = (0,)  # synced differs between members after a reset in one of them
 
@@ -306,7 +306,10 @@ class DrQAtari(ConvPrecision, Agent):
         the key's synced a per-member tuple: then every member reads its target network, which
         right after a copy gives the online one's values)."""
         synced, copy_due = key
-        metrics = ops.step("td_loss", ("critic",), batch, synced is True)
+        sam = None if self._sam is None else Sam(  # at w + e the target is the target network's
+            *self._sam, [p for p, s in zip(self._online_params, self._sam_sharp) if s], (batch, False))
+        metrics = ops.step("td_loss", ("critic",), batch, synced is True, sam=sam,
+                           max_grad_norm=self.max_grad_norm)
         if copy_due:
             with torch.no_grad():
                 torch._foreach_copy_(ops.tensors(self._target_params), ops.tensors(self._online_params))

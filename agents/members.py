@@ -23,6 +23,7 @@ from torch.func import functional_call, grad, vmap
 
 from agents.acceleration import COMPILE_MODES, CapturedUpdate, CudaGraph
 from agents.compile import adam_state
+from agents.sam import SAM_EPS, Sam
 
 SHARED_SETTINGS = ("betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
 
@@ -170,19 +171,35 @@ class MemberOps:
     def tensors(self, real) -> list[torch.Tensor]:
         return [self.stack.tensors[self.stack.names[id(t)]] for t in real]
 
-    def step(self, loss: str, optimizer_names, *args) -> dict:
+    def step(self, loss: str, optimizer_names, *args, sam: Sam | None = None,
+             max_grad_norm: float | None = None) -> dict:
+        """Every member's gradient of `agent(loss, *args)` (one vmap), then Adam on the stacks.
+        `sam`: SAM's gradients instead (agents/sam.py), the loss taken again at each member's
+        w + e with `sam.perturbed_args` (None: the same args); `max_grad_norm`: each member's
+        gradients clipped by their own total norm, as `clip_grad_norm_` (metric `grad_norm`)."""
         stack = self.stack
         trained = {n for name in optimizer_names for _, names, _, _ in stack.groups[name] for n in names}
         params = {n: stack.tensors[n] for n in trained}
         fixed = {n: t for n, t in stack.tensors.items() if n not in trained}
         template = stack.template
+        sharp = set() if sam is None else {stack.names[id(t)] for t in sam.sharp}
+        first = len(args)
 
         def member_loss(p, f, *member_args):
             return functional_call(template, {**f, **p}, (loss, *member_args))
 
-        dims = tuple(_in_dims(a) for a in args)  # a batch's None fields are not mapped
-        grads, metrics = vmap(grad(member_loss, has_aux=True), in_dims=(0, 0, *dims),
-                              randomness="different")(params, fixed, *args)
+        def member_grads(p, f, *member_args):  # one member's gradients and metrics
+            g, metrics = grad(member_loss, has_aux=True)(p, f, *member_args[:first])
+            if sam is not None:
+                g = _sam_gradients(member_loss, p, f, g, sharp, sam, member_args[first:] or member_args[:first])
+            if max_grad_norm is not None:
+                g, metrics["grad_norm"] = _clipped(g, max_grad_norm)
+            return g, metrics
+
+        extra = () if sam is None or sam.perturbed_args is None else tuple(sam.perturbed_args)
+        dims = tuple(_in_dims(a) for a in (*args, *extra))  # a batch's None fields are not mapped
+        grads, metrics = vmap(member_grads, in_dims=(0, 0, *dims), randomness="different")(
+            params, fixed, *args, *extra)
         with torch.no_grad():
             for name in optimizer_names:
                 for settings, names, states, g_index in stack.groups[name]:
@@ -214,6 +231,27 @@ class MemberOps:
         dims = tuple(_in_dims(a) for a in args)
         return vmap(lambda t, *member_args: functional_call(stack.template, t, (name, *member_args)),
                     in_dims=(0, *dims), randomness="different")(stack.tensors, *args)
+
+
+def _sam_gradients(member_loss, p, f, g, sharp: set, sam: Sam, perturbed_args) -> dict:
+    """agents/sam.py `sam_gradients` for one member, functionally: e = rho g / (||g|| + 1e-12)
+    over all of its trained parameters, g~ at w + e (w itself is never changed), and each
+    parameter's gradient g~ (named in `sharp`, or every one with head "perturbed"), g + g~
+    (head "sum") or g (head "clean")."""
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in g.values()]))
+    scale = sam.rho / (norm + SAM_EPS)
+    g_sharp, _ = grad(member_loss, has_aux=True)({n: x + g[n] * scale for n, x in p.items()}, f,
+                                                 *perturbed_args)
+    return {n: g_sharp[n] if n in sharp or sam.head == "perturbed" else
+            (g[n] + g_sharp[n] if sam.head == "sum" else g[n]) for n in g}
+
+
+def _clipped(g: dict, max_norm: float) -> tuple[dict, torch.Tensor]:
+    """`torch.nn.utils.clip_grad_norm_`'s math on one member's gradients: scaled by
+    min(1, max_norm / (total norm + 1e-6)); returns them and the total norm."""
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in g.values()]))
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    return {n: x * coef for n, x in g.items()}, total
 
 
 class PerMember(tuple):

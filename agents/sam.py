@@ -26,11 +26,21 @@ graph-capturable.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 OPTIMIZERS = ("adam", "sam")
 SAM_HEAD_GRADIENTS = ("clean", "sum", "perturbed")
 SAM_EPS = 1e-12  # davda54/sam and PLASTIC's Atari code: rho / (||g|| + 1e-12)
+
+
+class Sam(NamedTuple):
+    """SAM for an update over stacked members (agents/members.py `MemberOps.step`)."""
+    rho: float
+    head: str  # one of SAM_HEAD_GRADIENTS
+    sharp: list  # the (template agent's) parameters that take the perturbed gradient: the encoder's
+    perturbed_args: tuple | None = None  # the loss's arguments at w + e; None: the same as at w
 
 
 @torch.no_grad()

@@ -22,8 +22,6 @@ MAY_DIFFER = ("lr", "tau", "gamma", "n_step", "init_temperature", "replay_ratio"
 AGENTS = ("sac", "drq", "drq_atari", "bbf")
 # agent settings whose update has no vectorized form yet: key -> (refused when, allowed)
 NOT_WITH_MEMBERS = {
-    "optimizer": (lambda v: v == "sam", "adam (SAM's two passes are not vectorized)"),
-    "max_grad_norm": (lambda v: v is not None, "null (per-member gradient clipping is not vectorized)"),
     "channels_last": (lambda v: v is True, "false (vmap keeps no channels-last layout)"),
 }
 GROUP_CHOICES = ("plasticity",)  # config groups a member may swap (`plasticity=head_reset`)

@@ -25,8 +25,8 @@ CASES = [
     (["members.seeds=[0,1]", "members.vary={{agent.batch_size:[128,256]}}"],  # {{ }}: filled by str.format
      "members.vary.agent.batch_size: agent.batch_size may not differ between members"),
     (["members.seeds=[0,1]", "members.async_envs=yes"], "members.async_envs = 'yes': must be true or false"),
-    (["members.seeds=[0,1]", "agent=drq_atari", "env=atari/pong", "plasticity=plastic_atari"],
-     "agent.optimizer = 'sam' is not supported with members; allowed with members: adam"),
+    (["members.seeds=[0,1]", "agent=drq_atari", "env=atari/pong", "agent.channels_last=true"],
+     "agent.channels_last = True is not supported with members; allowed with members: false"),
     # values: ranges, choices, types (booleans included), inf and nan
     (["agent.replay_ratio=0"], "agent.replay_ratio = 0: must be an integer >= 1"),
     (["agent.replay_ratio=1.5"], "agent.replay_ratio = 1.5"),

@@ -4,6 +4,7 @@ trainer and resumes bitwise.
 The streams (env, exploration, replay sampling) are the trainer's, agent-independent, and tested
 with SAC in tests/test_members.py."""
 import copy
+import functools
 
 import pytest
 import torch
@@ -24,14 +25,14 @@ from tests.test_pixel_training import BBF as BBF_RUN, CARTPOLE, PONG
 from tests.test_sam import PIXELS, drq_batch
 
 
-def _drq(lr):  # no augmentation: the group draws M members' shifts at once, another stream
+def _drq(lr, **options):  # no augmentation: the group draws M members' shifts at once, another stream
     return DrQ(PIXELS, 2, hidden_dims=(16,), channels=(4, 8), strides=(2, 2), feature_dim=8,
-               augment_pad=0, conv_layer_norm=True, lr=lr)
+               augment_pad=0, conv_layer_norm=True, lr=lr, **options)
 
 
-def _drq_atari(lr):  # tanh: a ReLU unit near 0 passes its gradient or not on float noise (vmap's
-    # convolutions sum in another order), and after a reset such a flip parts the runs by ~lr
-    return DrQAtari(OBS, 3, augment_pad=0, intensity_scale=0.0, activation="tanh", lr=lr, **SMALL)
+def _drq_atari(lr, **options):  # tanh: a ReLU unit near 0 passes its gradient or not on float noise
+    # (vmap's convolutions sum in another order), and after a reset such a flip parts the runs by ~lr
+    return DrQAtari(OBS, 3, augment_pad=0, intensity_scale=0.0, activation="tanh", lr=lr, **SMALL, **options)
 
 
 @pytest.mark.parametrize("make", [_drq, _drq_atari], ids=["drq", "drq_atari"])
@@ -59,6 +60,35 @@ def test_pixel_group_equals_separate_agents_with_a_reset_in_one_member(make, mon
 
     assert_close_agents(agents, side_by_side(agents, batches_for, 30, reset_member_1))
     assert not torch.equal(agents[0].critic.head.weight, agents[1].critic.head.weight)
+
+
+@pytest.mark.parametrize("make", [
+    lambda lr: _drq(lr, optimizer="sam", sam_rho=0.05, sam_head="clean"),  # the `plastic` preset's way
+    lambda lr: _drq(lr, optimizer="sam", sam_rho=0.05, sam_head="perturbed"),
+    lambda lr: _drq_atari(lr, optimizer="sam", sam_rho=0.1, sam_head="sum", max_grad_norm=0.05),
+], ids=["drq-sam-clean", "drq-sam-perturbed", "drq_atari-sam-sum-clipped"])
+def test_sam_and_clipped_groups_equal_separate_agents(make, monkeypatch):
+    """SAM (agents/sam.py) per member in the vectorized update: each member's own perturbation
+    (its own gradient norm), the second pass at its w + e; DrQ(eps) with each member's gradients
+    clipped by their own norm. Equal to separate agents stepping with `sam_gradients` and
+    `clip_grad_norm_`."""
+    fixed_policy_noise(monkeypatch)
+    torch.manual_seed(0)
+    agents = [make(lr) for lr in (1e-3, 3e-4)]
+    separate = copy.deepcopy(agents)
+    buffers = [pixel_buffer(seed=k) for k in range(2)]
+    stack = MemberStack(agents)
+    norms = []
+    for i in range(12):
+        batches = ([drq_batch(seed=100 * k + i) for k in range(2)] if isinstance(agents[0], DrQ)
+                   else [b.sample(8) for b in buffers])
+        metrics = stack.update(batches)
+        for agent, batch in zip(separate, batches):
+            agent.update(batch)
+        norms += [float(m["grad_norm"]) for m in metrics if "grad_norm" in m]
+    assert_close_agents(agents, separate)
+    if isinstance(agents[0], DrQAtari):
+        assert len(norms) == 24 and min(norms) > 0.05  # every update clipped
 
 
 def test_bbf_group_equals_separate_agents_priorities_included():
@@ -119,18 +149,38 @@ def test_pixel_group_trains_and_resumes_bitwise(tmp_path, base):
     assert [len(m.scheduler.events) for m in full.members] == [0, 2]  # at 20 and 40 updates
 
 
+@pytest.mark.parametrize("base, preset", [(PONG, "plastic_atari"), pytest.param(CARTPOLE, "plastic",
+                                                                          marks=pytest.mark.slow)],
+                         ids=["drq_atari", "drq"])  # DMC rendering: DrQ's is slow (~20 s)
+def test_plastic_presets_run_with_members(tmp_path, base, preset):
+    """PLASTIC's presets (SAM, LayerNorm, CReLU, resets) on a group of two seeds, from the
+    trainer, their resets firing in every member."""
+    spec = {"seeds": [0, 1], "vary": None}
+    overrides = [*base, f"plasticity={preset}", "plasticity.unit=updates", "plasticity.every=20",
+                 "train.total_steps=140", "train.learning_starts=100", "train.eval_every=0"]
+    g = GroupTrainer(member_configs(lambda o: make_config(*o), overrides, spec), tmp_path, spec)
+    assert g.members[0].agent._sam is not None
+    summary = g.train()
+    assert [s["updates"] for s in summary["members"]] == [41, 41]
+    for m in g.members:  # plastic_atari: the head reset and the encoder's Adam reset, at 20 and 40
+        assert [e["updates"] for e in m.scheduler.events] == ([20, 20, 40, 40] if preset == "plastic_atari" else [20])
+
+
 @pytest.mark.slow
 def test_compiled_pixel_members_match_eager_ones(monkeypatch):
-    """compile: the members' DrQ and DrQ(eps) bodies as one inductor graph (~45 s on 2 cores)."""
+    """compile: the members' DrQ and DrQ(eps) bodies as one inductor graph, with SAM (and
+    DrQ(eps)'s clipping) too (~130 s on 2 cores)."""
     fixed_policy_noise(monkeypatch)
-    for make in (_drq, _drq_atari):
+    sam_drq = functools.partial(_drq, optimizer="sam", sam_rho=0.05)
+    sam_drq_atari = functools.partial(_drq_atari, optimizer="sam", sam_head="sum", max_grad_norm=0.05)
+    for make in (_drq, _drq_atari, sam_drq, sam_drq_atari):
         runs = {}
         for mode in ("none", "compile"):
             torch.manual_seed(0)
             stack = MemberStack([make(lr) for lr in (1e-3, 3e-4)], mode)
             buffers = [pixel_buffer(seed=k) for k in range(2)]
             for i in range(4):
-                stack.update([drq_batch(seed=10 * i + k) for k in range(2)] if make is _drq
+                stack.update([drq_batch(seed=10 * i + k) for k in range(2)] if make in (_drq, sam_drq)
                              else [b.sample(8) for b in buffers])
             runs[mode] = [t.clone() for t in stack.tensors.values()]
         for a, b in zip(runs["none"], runs["compile"]):
