@@ -21,7 +21,7 @@ from tests.conftest import make_config
 from tests.test_drq_atari import OBS, SMALL, pixel_buffer
 from tests.test_members import assert_close_agents, assert_same_groups, fixed_policy_noise, side_by_side
 from tests.test_bbf import OBS as BBF_OBS, TINY as BBF_TINY, filled_buffer
-from tests.test_pixel_training import BBF as BBF_RUN, CARTPOLE, PONG
+from tests.test_pixel_training import BBF as BBF_RUN, CARTPOLE, PONG, PRESETS
 from tests.test_sam import PIXELS, drq_batch
 
 
@@ -149,21 +149,34 @@ def test_pixel_group_trains_and_resumes_bitwise(tmp_path, base):
     assert [len(m.scheduler.events) for m in full.members] == [0, 2]  # at 20 and 40 updates
 
 
-@pytest.mark.parametrize("base, preset", [(PONG, "plastic_atari"), pytest.param(CARTPOLE, "plastic",
-                                                                          marks=pytest.mark.slow)],
-                         ids=["drq_atari", "drq"])  # DMC rendering: DrQ's is slow (~20 s)
-def test_plastic_presets_run_with_members(tmp_path, base, preset):
-    """PLASTIC's presets (SAM, LayerNorm, CReLU, resets) on a group of two seeds, from the
-    trainer, their resets firing in every member."""
+DEFAULT_CASES = {("drq_atari", "plastic_atari"), ("drq_atari", "reset_but_encoder")}  # the rest: -m slow
+
+
+@pytest.mark.parametrize("agent, preset", [(a, p) if (a, p) in DEFAULT_CASES else
+                                           pytest.param(a, p, marks=pytest.mark.slow)
+                                           for a in ("drq", "drq_atari", "bbf") for p in PRESETS]
+                         + [pytest.param("bbf", "bbf", marks=pytest.mark.slow),
+                            pytest.param("bbf", "bbf_hare_tortoise", marks=pytest.mark.slow),
+                            pytest.param("drq", "injection", marks=pytest.mark.slow),
+                            pytest.param("drq_atari", "injection", marks=pytest.mark.slow),
+                            pytest.param("drq", "plastic", marks=pytest.mark.slow), ("drq_atari", "plastic_atari")])
+def test_every_preset_runs_with_pixel_members(tmp_path, agent, preset):
+    """Item (c) for the pixel agents: each preset on a group of two seeds from the trainer, as
+    tests/test_pixel_training.py runs it on one agent (resets every 20 updates on 41 updates),
+    firing in every member at its single run's updates. PLASTIC's presets: SAM per member."""
+    base = {"drq_atari": PONG, "drq": CARTPOLE, "bbf": BBF_RUN}[agent]
+    every = () if preset == "regen" else ("plasticity.unit=updates", "plasticity.every=20")
+    groups = ("plasticity.groups=[critic]",) if (agent, preset) == ("drq_atari", "reset_but_encoder") else ()
     spec = {"seeds": [0, 1], "vary": None}
-    overrides = [*base, f"plasticity={preset}", "plasticity.unit=updates", "plasticity.every=20",
-                 "train.total_steps=140", "train.learning_starts=100", "train.eval_every=0"]
+    overrides = [*base, f"plasticity={preset}", *every, *groups, "train.total_steps=140",
+                 "train.learning_starts=100", "train.eval_every=0"]
     g = GroupTrainer(member_configs(lambda o: make_config(*o), overrides, spec), tmp_path, spec)
-    assert g.members[0].agent._sam is not None
     summary = g.train()
     assert [s["updates"] for s in summary["members"]] == [41, 41]
-    for m in g.members:  # plastic_atari: the head reset and the encoder's Adam reset, at 20 and 40
-        assert [e["updates"] for e in m.scheduler.events] == ([20, 20, 40, 40] if preset == "plastic_atari" else [20])
+    if preset != "regen":
+        for m in g.members:
+            fired = [20, 40] if preset in ("redo", "plastic_atari") else [20]
+            assert sorted(e["updates"] for e in m.scheduler.events) == sorted(fired * len(m.scheduler.rules))
 
 
 @pytest.mark.slow
