@@ -14,9 +14,9 @@ Storages: `TensorStorage` (vector observations) and `FrameStorage` (pixels: each
 stored once, its stacks rebuilt from the stacked frames in the same gather). Members need not be
 in lockstep: each has its own write head (pixel episodes take L + 1 slots, so heads drift apart
 with episode lengths), and the n-step and sequence look-ahead stop at each member's own newest
-transition. Where one call does not apply (`sample` returns None and the group samples member
-by member): offline mixtures (`MixedReplayBuffer`), members whose requests differ (batch size,
-n-step, gamma, horizon, beta).
+transition. Members may differ in n-step and gamma (each member's targets use its own). Where
+one call does not apply (`sample` returns None and the group samples member by member): offline
+mixtures (`MixedReplayBuffer`), members whose requests differ in batch size, horizon or beta.
 
 Memory: the stack is allocated while the members' own storages exist, and each member's fields
 are copied in and its own released in turn. On the CPU the stack's pages are committed as they
@@ -89,16 +89,16 @@ class MemberReplay:
         """Every member's batch for its request, fields [M, B, ...]; None where this does not
         apply (see the module docstring), and nothing is drawn then."""
         first = requests[0]
-        targets = {(b.n_step if r.n_step is None else r.n_step, b.gamma if r.gamma is None else r.gamma)
-                   for b, r in zip(self.buffers, requests)}  # one (n, gamma) for all, or no
-        if not (self.stacked and len(targets) == 1 and all(
-                (r.batch_size, r.horizon, r.beta) == (first.batch_size, first.horizon, first.beta)
-                for r in requests)):
+        if not (self.stacked and all((r.batch_size, r.horizon, r.beta) == (first.batch_size, first.horizon, first.beta)
+                                     for r in requests)):
             return None
+        ns = [b.n_step if r.n_step is None else r.n_step for b, r in zip(self.buffers, requests)]
+        gammas = [b.gamma if r.gamma is None else r.gamma for b, r in zip(self.buffers, requests)]
         draws = [b.sampler.sample(b.storage, first.batch_size, first.beta) for b in self.buffers]
         idx = torch.stack([d.idx for d in draws])  # [M, B], each member's own stream
         weights = None if draws[0].weights is None else torch.stack([d.weights for d in draws])  # [M, B]
-        (n, gamma), = targets
+        n = ns[0] if len(set(ns)) == 1 else ns  # one for all, or each member's own
+        gamma = gammas[0] if len(set(gammas)) == 1 else gammas
         reward, discount, last = nstep_targets(self, idx, n, gamma)
         batch = Batch(self.gather("obs", idx), self.gather("action", idx), reward, discount,
                       self.gather("next_obs", last), idx, weights)

@@ -47,11 +47,29 @@ def test_one_call_draws_what_member_by_member_sampling_draws():
     assert torch.equal(fields[1, (members[1].storage.pos - 1) % 40], torch.ones(3))
 
 
+@pytest.mark.parametrize("n_steps, gammas", [((1, 5, 3), (0.9, 0.9, 0.9)), ((3, 3, 3), (0.9, 0.99, 0.5)),
+                                              ((1, 1, 1), (0.9, 0.99, 0.5)), ((2, 1, 4), (0.8, 0.97, 0.9))])
+def test_members_with_their_own_n_step_and_gamma_share_one_call(n_steps, gammas):
+    """Members varying agent.n_step / agent.gamma: one call, each member's targets its own n and
+    gamma (the same values as its own draw: an n-step sum padded with unused steps)."""
+    members = [buffer(k, n) for k, n in enumerate(n_steps)]
+    for b, gamma in zip(members, gammas):
+        b.gamma = gamma
+    separate = copy.deepcopy(members)
+    replay = MemberReplay(members)
+    for _ in range(3):
+        stacked = replay.sample([ReplayRequest(16)] * 3)
+        one_by_one = [b.sample_request(ReplayRequest(16)) for b in separate]
+        for name, value in stacked._asdict().items():
+            if value is not None:
+                assert torch.equal(value, torch.stack([getattr(b, name) for b in one_by_one])), name
+
+
 def test_members_that_cannot_share_one_call_are_sampled_one_by_one():
-    replay = MemberReplay([buffer(0), buffer(1, n_step=5)])  # members' n-step differ
-    assert replay.sample([ReplayRequest(8)] * 2) is None
-    assert replay.sample([ReplayRequest(8, n_step=2)] * 2) is not None  # unless the request sets it
-    assert replay.sample([ReplayRequest(8, horizon=2)] * 2) is None  # sequences (BBF)
+    replay = MemberReplay([buffer(0), buffer(1)])
+    assert replay.sample([ReplayRequest(8), ReplayRequest(16)]) is None  # batch sizes differ
+    assert replay.sample([ReplayRequest(8, horizon=2), ReplayRequest(8, horizon=3)]) is None
+    assert replay.sample([ReplayRequest(8)] * 2) is not None
 
 
 def pixel_buffer(k: int, padding: str, prioritized: bool) -> ReplayBuffer:

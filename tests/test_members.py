@@ -412,3 +412,21 @@ def test_members_may_differ_in_the_replay_ratio(tmp_path):
     resumed.restore()
     resumed.train()
     assert_same_groups(full, resumed)
+
+
+def test_members_may_differ_in_n_step_and_gamma(tmp_path):
+    """agent.n_step and agent.gamma per member: each member's buffer has its own, and the group
+    still draws every member's batch in one call (replay/member_replay.py), equal to its own draw."""
+    vary = {"agent.n_step": [1, 3], "agent.gamma": [0.99, 0.9]}
+    g = group(tmp_path, [0], vary, "train.total_steps=250")
+    assert [(m.buffer.n_step, m.buffer.gamma) for m in g.members] == [(1, 0.99), (1, 0.9), (3, 0.99), (3, 0.9)]
+    g.train()
+    cohort, = g.cohorts
+    separate = copy.deepcopy([m.buffer for m in g.members])
+    requests = [m._request() for m in g.members]
+    stacked = cohort.replay.sample(requests)
+    for k, (b, r) in enumerate(zip(separate, requests)):
+        own = b.sample_request(r)
+        for name in ("reward", "discount", "next_obs", "idx"):
+            assert torch.equal(getattr(stacked, name)[k], getattr(own, name)), (k, name)
+    assert not torch.equal(stacked.discount[0], stacked.discount[1])  # gamma 0.99 vs 0.9
