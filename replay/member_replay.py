@@ -29,7 +29,7 @@ import torch
 
 from replay.buffer import Batch, ReplayBuffer
 from replay.frames import FrameStorage
-from replay.nstep import nstep_targets
+from replay.nstep import MemberValues, nstep_targets
 from replay.sequence import SequenceBatch, sequence_at
 from replay.storage import TensorStorage
 
@@ -48,6 +48,9 @@ class MemberReplay:
         self.fields: dict[str, torch.Tensor] = {}
         if self.stacked:
             self._bind()
+        device = self.storages[0].device
+        self._newest, self._n_steps = DeviceRow(torch.int64, device), DeviceRow(torch.int64, device)
+        self._gammas = DeviceRow(torch.float32, device)
 
     @torch.no_grad()
     def _bind(self) -> None:
@@ -81,8 +84,8 @@ class MemberReplay:
 
     def steps_ahead(self, idx: torch.Tensor) -> torch.Tensor:
         """Each member's `steps_ahead` at its slots idx [M, ...]: up to its own newest transition."""
-        newest = [(s.pos - 1) if isinstance(s, TensorStorage) else (s.head - 1) for s in self.storages]
-        newest = torch.tensor(newest, device=idx.device).view(-1, *([1] * (idx.dim() - 1)))  # [M, 1..]
+        newest = self._newest([(s.pos - 1) if isinstance(s, TensorStorage) else (s.head - 1)
+                               for s in self.storages]).tensor.view(-1, *([1] * (idx.dim() - 1)))  # [M, 1..]
         return (newest - idx) % self.capacity + 1
 
     def sample(self, requests: list) -> Batch | SequenceBatch | None:
@@ -97,11 +100,33 @@ class MemberReplay:
         draws = [b.sampler.sample(b.storage, first.batch_size, first.beta) for b in self.buffers]
         idx = torch.stack([d.idx for d in draws])  # [M, B], each member's own stream
         weights = None if draws[0].weights is None else torch.stack([d.weights for d in draws])  # [M, B]
-        n = ns[0] if len(set(ns)) == 1 else ns  # one for all, or each member's own
-        gamma = gammas[0] if len(set(gammas)) == 1 else gammas
+        n = ns[0] if len(set(ns)) == 1 else self._n_steps(ns)  # one for all, or each member's own
+        gamma = gammas[0] if len(set(gammas)) == 1 else self._gammas(gammas)
         reward, discount, last = nstep_targets(self, idx, n, gamma)
         batch = Batch(self.gather("obs", idx), self.gather("action", idx), reward, discount,
                       self.gather("next_obs", last), idx, weights)
         if first.horizon:
             return SequenceBatch(*batch[:6], *sequence_at(self, idx, first.horizon), weights)
         return batch
+
+
+class DeviceRow:
+    """M host values mirrored in one device tensor [M]: `row(values)` rewrites only the entries
+    that changed, each with `fill_` (a kernel taking the value as its argument). Making a new
+    device tensor from a list instead would copy from pageable host memory, which waits for the
+    device (a host sync on every draw)."""
+
+    def __init__(self, dtype: torch.dtype, device):
+        self.dtype, self.device = dtype, torch.device(device)
+        self.host: list | None = None
+        self.tensor: torch.Tensor | None = None
+
+    def __call__(self, values: list) -> MemberValues:
+        if self.tensor is None or len(values) != len(self.host):
+            self.tensor = torch.empty(len(values), dtype=self.dtype, device=self.device)
+            self.host = [None] * len(values)
+        for k, (old, new) in enumerate(zip(self.host, values)):
+            if old != new:
+                self.tensor[k].fill_(new)
+        self.host = list(values)
+        return MemberValues(tuple(values), self.tensor)

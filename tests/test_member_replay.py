@@ -140,3 +140,14 @@ def test_pixel_members_adds_and_loads_write_the_stack():
     assert members[1].storage.head == head and frames.data_ptr() == replay.fields["frames"].data_ptr()
     assert torch.equal(frames[1], members[1].storage.fields["frames"])
     assert replay.fields["valid"][1].sum() == len(members[1])
+
+
+def test_device_row_follows_the_members_values_in_one_tensor():
+    from replay.member_replay import DeviceRow
+
+    row = DeviceRow(torch.int64, "cpu")
+    first = row([4, 7, 9])
+    assert first.values == (4, 7, 9) and first.tensor.tolist() == [4, 7, 9]
+    second = row([4, 8, 9])  # one member moved: its entry rewritten in the same tensor
+    assert second.tensor is first.tensor and second.tensor.tolist() == [4, 8, 9]
+    assert row([1, 2]).tensor.tolist() == [1, 2]  # another member count: a new tensor
