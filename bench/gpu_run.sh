@@ -56,12 +56,14 @@ if [ -n "${QUICK:-}" ]; then  # wiring only: tiny runs
   DRQ=(--steps 2 --rounds 1 --warmup 100 --batch 16 --replay-ratios 1)
   PROF=(--agents sac,drq_atari --updates 2 --blocks 1 --warmup 2 --transitions 600)
   MEM=(--members 1,2 --modes none --steps 2 --no-sb3)
+  MREP=(--members 2 --fill 300 --repeats 2)
 else
   SAC=(--replay-ratio 32 --steps 50 --rounds 3)
   BBF=(--rounds 3 --updates-per-round 30)
   DRQ=(--steps 50 --rounds 3)
   PROF=(--updates 20)
   MEM=(--members 1,10 --modes none,compile,cudagraphs --replay-ratio 32 --steps 20 --no-sb3)
+  MREP=(--members 10 --fill 5000 --repeats 20)
 fi
 [ "$DEVICE" = cuda ] && MODES=none,compile,cudagraphs || MODES=none,compile
 
@@ -72,7 +74,8 @@ for s in $STEPS; do
     bbf)     step bbf_throughput 150 $PY bench/bbf_throughput.py --device "$DEVICE" --modes "$MODES" "${BBF[@]}" ;;
     drq)     step drq_env_throughput 120 $PY bench/drq_env_throughput.py --device "$DEVICE" --compile "$MODES" "${DRQ[@]}" ;;
     profile) step profile_update 150 $PY bench/profile_update.py --device "$DEVICE" "${PROF[@]}" ;;
-    members) step members_throughput 300 $PY bench/members_throughput.py --device "$DEVICE" "${MEM[@]}" ;;
+    members) step members_throughput 300 $PY bench/members_throughput.py --device "$DEVICE" "${MEM[@]}"
+             step members_replay 90 $PY bench/members_replay.py --device "$DEVICE" "${MREP[@]}" ;;
     *)       echo "unknown step '$s': allowed tests sac bbf drq profile members" ;;
   esac
 done
