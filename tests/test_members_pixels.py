@@ -149,11 +149,7 @@ def test_pixel_group_trains_and_resumes_bitwise(tmp_path, base):
     assert [len(m.scheduler.events) for m in full.members] == [0, 2]  # at 20 and 40 updates
 
 
-DEFAULT_CASES = {("drq_atari", "plastic_atari"), ("drq_atari", "reset_but_encoder")}  # the rest: -m slow
-
-
-@pytest.mark.parametrize("agent, preset", [(a, p) if (a, p) in DEFAULT_CASES else
-                                           pytest.param(a, p, marks=pytest.mark.slow)
+@pytest.mark.parametrize("agent, preset", [pytest.param(a, p, marks=pytest.mark.slow)  # all slow but one
                                            for a in ("drq", "drq_atari", "bbf") for p in PRESETS]
                          + [pytest.param("bbf", "bbf", marks=pytest.mark.slow),
                             pytest.param("bbf", "bbf_hare_tortoise", marks=pytest.mark.slow),
