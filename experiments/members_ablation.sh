@@ -12,7 +12,7 @@ GROUP=(env=gym/pendulum plasticity=head_reset ++plasticity.unit=updates "members
        "members.vary={plasticity.every:[1000,4000]}" agent.compile=compile threads=1 train.progress=false)
 python train.py "${GROUP[@]}" hydra.run.dir=$OUT/full > $OUT.full.log 2>&1 &
 FULL=$!
-timeout -s TERM 300 python train.py "${GROUP[@]}" hydra.run.dir=$OUT/interrupted > $OUT.interrupted.log 2>&1
+timeout --preserve-status -s TERM 300 python train.py "${GROUP[@]}" hydra.run.dir=$OUT/interrupted > $OUT.interrupted.log 2>&1
 echo "interrupted run: exit status $? (143 = stopped by SIGTERM, checkpoint written)"
 tail -n 2 $OUT.interrupted.log
 python train.py resume=$OUT/interrupted >> $OUT.interrupted.log 2>&1
