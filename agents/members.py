@@ -133,6 +133,15 @@ class MemberStack:
                 raise MemberError(f"members disagree on the update's key: {keys}")
         return tuple(merged)
 
+    @property
+    def lr_tensors(self) -> bool:
+        """Whether learning rates are device tensors (cudagraphs, agents/acceleration.py)."""
+        return torch.is_tensor(next(iter(self.template.optimizers.values())).param_groups[0]["lr"])
+
+    def host_learning_rates(self, opt_name: str, g_index: int) -> tuple[float, ...]:
+        """The members' learning rates of one param group, as numbers."""
+        return tuple(float(a.optimizers[opt_name].param_groups[g_index]["lr"]) for a in self.agents)
+
     def _learning_rates(self, opt_name: str, g_index: int) -> torch.Tensor:
         """[M] the members' learning rates of one param group (they may differ). Under cudagraphs
         each is a device tensor (agents/acceleration.py): stacked on the device, never read here."""
@@ -156,8 +165,8 @@ class MemberStack:
             metrics = self._graphed(key, batch)
         elif self._compiled is not None:  # one inductor graph (agents/members_compile.py)
             metrics = self._compiled(key, batch)
-        else:
-            metrics = self.body(key, batch, MemberOps(self))
+        else:  # eager: Adam as the members' own fused kernel (`_fused_adam`)
+            metrics = self.body(key, batch, MemberOps(self, fused=True))
         return [{name: value[k] for name, value in metrics.items()} for k in range(len(self.agents))]
 
 
@@ -165,8 +174,8 @@ class MemberOps:
     """`FunctionalOps` (agents/compile.py) over the stacked tensors: `step` vmaps a loss and its
     gradient over members and applies Adam to the stack; `tensors` maps agent tensors to stacks."""
 
-    def __init__(self, stack: MemberStack):
-        self.stack = stack
+    def __init__(self, stack: MemberStack, fused: bool = False):
+        self.stack, self.fused = stack, fused  # fused: eager, not traced (agents/members_compile.py)
 
     def tensors(self, real) -> list[torch.Tensor]:
         return [self.stack.tensors[self.stack.names[id(t)]] for t in real]
@@ -203,6 +212,10 @@ class MemberOps:
         with torch.no_grad():
             for name in optimizer_names:
                 for settings, names, states, g_index in stack.groups[name]:
+                    if self.fused and not stack.lr_tensors:
+                        _fused_adam([stack.tensors[n] for n in names], [grads[n] for n in names], states,
+                                    stack.host_learning_rates(name, g_index), settings)
+                        continue
                     lr = stack._learning_rates(name, g_index)
                     for n, state in zip(names, states):
                         _adam(stack.tensors[n], grads[n], state, lr, settings)
@@ -264,6 +277,27 @@ def _in_dims(arg):
     if isinstance(arg, tuple) and hasattr(arg, "_fields"):
         return type(arg)(*[None if f is None else 0 for f in arg])
     return 0 if torch.is_tensor(arg) else None
+
+
+def _fused_adam(params: list, grads: list, states: list, lrs: tuple, settings: dict) -> None:
+    """torch.optim.Adam(fused=True)'s own step (`torch._fused_adam_` / `_fused_adamw_`, one kernel)
+    on the stacked parameters [M, ...] of one param group, fed each member's slices as tensors of
+    their own with its own step count: member k's step is its single agent's fused step (given
+    the same gradients). One call per distinct learning rate."""
+    if settings["amsgrad"] or settings["maximize"]:
+        raise MemberError("members support Adam / AdamW without amsgrad or maximize")
+    members: dict[float, list[int]] = {}
+    for k, lr in enumerate(lrs):
+        members.setdefault(lr, []).append(k)
+    step = torch._fused_adamw_ if settings["decoupled_weight_decay"] else torch._fused_adam_
+    beta1, beta2 = settings["betas"]
+    for lr, ks in members.items():
+        steps = [state[0][k] for state in states for k in ks]  # 0-dim views of each [M] step count
+        torch._foreach_add_(steps, 1)
+        step([p[k] for p in params for k in ks], [g[k] for g in grads for k in ks],
+             [state[1][k] for state in states for k in ks], [state[2][k] for state in states for k in ks],
+             [], steps, lr=lr, beta1=beta1, beta2=beta2, weight_decay=settings["weight_decay"],
+             eps=settings["eps"], amsgrad=False, maximize=False)
 
 
 def _adam(param, grad_, state, lr, settings: dict) -> None:
