@@ -14,9 +14,14 @@ Storages: `TensorStorage` (vector observations) and `FrameStorage` (pixels: each
 stored once, its stacks rebuilt from the stacked frames in the same gather). Members need not be
 in lockstep: each has its own write head (pixel episodes take L + 1 slots, so heads drift apart
 with episode lengths), and the n-step and sequence look-ahead stop at each member's own newest
-transition. Members may differ in n-step and gamma (each member's targets use its own). Where
-one call does not apply (`sample` returns None and the group samples member by member): offline
-mixtures (`MixedReplayBuffer`), members whose requests differ in batch size, horizon or beta.
+transition. Members may differ in n-step and gamma (each member's targets use its own).
+
+Offline mixtures (`MixedReplayBuffer`, RLPD with a dataset): the members' online parts are
+stacked as above, and since every member loaded the same dataset (checked: one fingerprint) one
+copy of it serves all (the others are released); each member's two samplers draw its offline
+and online rows, which come in one call as its own buffer gives them (rows [:k] offline).
+Where one call does not apply (`sample` returns None and the group samples member by member):
+members whose requests differ in batch size, horizon or beta, or whose datasets differ.
 
 Memory: the stack is allocated while the members' own storages exist, and each member's fields
 are copied in and its own released in turn. On the CPU the stack's pages are committed as they
@@ -28,6 +33,7 @@ from __future__ import annotations
 import torch
 
 from replay.buffer import Batch, ReplayBuffer
+from replay.mixed import MixedReplayBuffer
 from replay.frames import FrameStorage
 from replay.nstep import MemberValues, nstep_targets
 from replay.sequence import SequenceBatch, sequence_at
@@ -41,13 +47,22 @@ class MemberReplay:
 
     def __init__(self, buffers: list):
         self.buffers = list(buffers)
-        self.storages = [b.storage for b in self.buffers]
+        # offline mixtures (RLPD): the online parts are stacked, the one dataset is shared
+        self.mixed = all(type(b) is MixedReplayBuffer for b in self.buffers) and len(
+            {(b.fingerprint, b.offline_fraction) for b in self.buffers}) == 1
+        parts = [b.online for b in self.buffers] if self.mixed else self.buffers
+        self.storages = [b.storage for b in parts]
         kind = type(self.storages[0])
         self.stacked = kind in STORAGES and all(
-            type(b) is ReplayBuffer and type(b.storage) is kind for b in self.buffers)
+            type(b) is ReplayBuffer and type(b.storage) is kind for b in parts)
         self.fields: dict[str, torch.Tensor] = {}
+        self.offline = None
         if self.stacked:
             self._bind()
+            if self.mixed:  # the same data (fingerprint): one copy serves every member's sampler
+                self.offline = self.buffers[0].offline.storage
+                for b in self.buffers[1:]:
+                    b.offline.storage = self.offline
         device = self.storages[0].device
         self._newest, self._n_steps = DeviceRow(torch.int64, device), DeviceRow(torch.int64, device)
         self._gammas = DeviceRow(torch.float32, device)
@@ -97,16 +112,39 @@ class MemberReplay:
             return None
         ns = [b.n_step if r.n_step is None else r.n_step for b, r in zip(self.buffers, requests)]
         gammas = [b.gamma if r.gamma is None else r.gamma for b, r in zip(self.buffers, requests)]
-        draws = [b.sampler.sample(b.storage, first.batch_size, first.beta) for b in self.buffers]
-        idx = torch.stack([d.idx for d in draws])  # [M, B], each member's own stream
-        weights = None if draws[0].weights is None else torch.stack([d.weights for d in draws])  # [M, B]
         n = ns[0] if len(set(ns)) == 1 else self._n_steps(ns)  # one for all, or each member's own
         gamma = gammas[0] if len(set(gammas)) == 1 else self._gammas(gammas)
-        reward, discount, last = nstep_targets(self, idx, n, gamma)
-        batch = Batch(self.gather("obs", idx), self.gather("action", idx), reward, discount,
-                      self.gather("next_obs", last), idx, weights)
-        if first.horizon:
-            return SequenceBatch(*batch[:6], *sequence_at(self, idx, first.horizon), weights)
+        size, horizon = first.batch_size, first.horizon
+        if not self.mixed:
+            draws = [b.sampler.sample(b.storage, size, first.beta) for b in self.buffers]
+            idx = torch.stack([d.idx for d in draws])  # [M, B], each member's own stream
+            weights = None if draws[0].weights is None else torch.stack([d.weights for d in draws])  # [M, B]
+            return self._batch(self, idx, n, gamma, horizon, weights)
+        splits = {b.split(size) for b in self.buffers}  # offline rows: the same for every member
+        if len(splits) != 1:
+            return None
+        k, = splits
+        parts = []  # as MixedReplayBuffer.sample_request: rows [:k] offline, [k:] online
+        if k:
+            idx = torch.stack([b.offline.sampler.sample(self.offline, k).idx for b in self.buffers])  # [M, k]
+            parts.append(self._batch(self.offline, idx, n, gamma, horizon, None))
+        if size - k:
+            idx = torch.stack([b.online.sampler.sample(b.online.storage, size - k).idx for b in self.buffers])
+            online = self._batch(self, idx, n, gamma, horizon, None)
+            parts.append(online._replace(idx=online.idx + self.offline.capacity))
+        if len(parts) == 1:
+            return parts[0]
+        return type(parts[0])(*(None if f[0] is None else torch.cat(f, dim=1) for f in zip(*parts)))
+
+    @staticmethod
+    def _batch(storage, idx: torch.Tensor, n, gamma, horizon: int, weights) -> Batch | SequenceBatch:
+        """The batch at slots idx [M, B] of `storage` (this member-stacked one, or the shared
+        dataset, whose every member reads the same rows), n-step targets and sequences included."""
+        reward, discount, last = nstep_targets(storage, idx, n, gamma)
+        batch = Batch(storage.gather("obs", idx), storage.gather("action", idx), reward, discount,
+                      storage.gather("next_obs", last), idx, weights)
+        if horizon:
+            return SequenceBatch(*batch[:6], *sequence_at(storage, idx, horizon), weights)
         return batch
 
 

@@ -151,3 +151,38 @@ def test_device_row_follows_the_members_values_in_one_tensor():
     second = row([4, 8, 9])  # one member moved: its entry rewritten in the same tensor
     assert second.tensor is first.tensor and second.tensor.tolist() == [4, 8, 9]
     assert row([1, 2]).tensor.tolist() == [1, 2]  # another member count: a new tensor
+
+
+@pytest.mark.parametrize("online_steps, n_steps", [(50, (3, 3, 3)), (50, (1, 3, 2)), (0, (3, 3, 3))],
+                         ids=["half-offline", "own-n-step", "online-empty"])
+def test_offline_mixtures_share_the_dataset_and_one_call(online_steps, n_steps):
+    """RLPD members with the same dataset: their online parts stacked, one copy of the dataset
+    for all (the others released), and one call giving each member's offline rows then online
+    rows, as each member's own MixedReplayBuffer draws them (its own two samplers)."""
+    def dataset():
+        g = torch.Generator().manual_seed(99)  # every member loads the same file
+        data = TensorStorage(30, transition_specs((3,), (2,)))
+        for t in range(30):
+            data.add(obs=torch.randn(3, generator=g), action=torch.randn(2, generator=g), reward=float(t),
+                     next_obs=torch.randn(3, generator=g), terminated=t % 9 == 8, truncated=False)
+        return data
+
+    members = []
+    for k, n in enumerate(n_steps):
+        online = buffer(k, n) if online_steps else ReplayBuffer(
+            TensorStorage(40, transition_specs((3,), (2,))), UniformSampler("cpu", 10 + k), n_step=n, gamma=0.9)
+        members.append(online.with_offline(dataset(), 0.5, seed=k))
+    separate = copy.deepcopy(members)
+    replay = MemberReplay(members)
+    assert replay.mixed and replay.stacked
+    assert all(b.offline.storage is members[0].offline.storage for b in members)  # one copy
+    for _ in range(3):
+        stacked = replay.sample([ReplayRequest(16)] * 3)
+        one_by_one = [b.sample_request(ReplayRequest(16)) for b in separate]
+        for name, value in stacked._asdict().items():
+            if value is not None:
+                assert torch.equal(value, torch.stack([getattr(b, name) for b in one_by_one])), name
+    for b, s in zip(members, separate):
+        for part in ("offline", "online"):
+            assert torch.equal(getattr(b, part).sampler.generator.get_state(),
+                               getattr(s, part).sampler.generator.get_state()), part

@@ -343,6 +343,8 @@ def test_rlpd_members_with_offline_data(tmp_path):
               f"offline.dataset={tmp_path / 'data' / 'test' / 'pendulum-random-v0'}",
               "agent.replay_ratio=4", "agent.actor_update_every=4", "plasticity=full_reset",
               "plasticity.unit=switch", "train.total_steps=300", "train.learning_starts=100")
+    replay = g.cohorts[0].replay  # one call: online parts stacked, one copy of the dataset for all
+    assert replay.mixed and replay.stacked and all(m.buffer.offline.storage is replay.offline for m in g.members)
     summary = g.train()
     assert [len(m.buffer.offline.storage) for m in g.members] == [400] * 4
     assert [m.agent._update_calls for m in g.members] == [4 * 201] * 4
