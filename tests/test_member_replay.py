@@ -25,6 +25,16 @@ def buffer(k: int, n_step: int = 3) -> ReplayBuffer:
     return buf
 
 
+def assert_one_call_draws_the_members_own(replay, separate, request, rounds: int = 3) -> None:
+    """`rounds` one-call draws equal, field by field, the members' own draws from copies."""
+    for _ in range(rounds):
+        stacked = replay.sample([request] * len(separate))
+        one_by_one = [b.sample_request(request) for b in separate]
+        for name, value in stacked._asdict().items():
+            if value is not None:
+                assert torch.equal(value, torch.stack([getattr(b, name) for b in one_by_one])), name
+
+
 def test_one_call_draws_what_member_by_member_sampling_draws():
     members = [buffer(k) for k in range(3)]
     separate = copy.deepcopy(members)
@@ -57,12 +67,7 @@ def test_members_with_their_own_n_step_and_gamma_share_one_call(n_steps, gammas)
         b.gamma = gamma
     separate = copy.deepcopy(members)
     replay = MemberReplay(members)
-    for _ in range(3):
-        stacked = replay.sample([ReplayRequest(16)] * 3)
-        one_by_one = [b.sample_request(ReplayRequest(16)) for b in separate]
-        for name, value in stacked._asdict().items():
-            if value is not None:
-                assert torch.equal(value, torch.stack([getattr(b, name) for b in one_by_one])), name
+    assert_one_call_draws_the_members_own(replay, separate, ReplayRequest(16))
 
 
 def test_members_that_cannot_share_one_call_are_sampled_one_by_one():
@@ -176,12 +181,7 @@ def test_offline_mixtures_share_the_dataset_and_one_call(online_steps, n_steps):
     replay = MemberReplay(members)
     assert replay.mixed and replay.stacked
     assert all(b.offline.storage is members[0].offline.storage for b in members)  # one copy
-    for _ in range(3):
-        stacked = replay.sample([ReplayRequest(16)] * 3)
-        one_by_one = [b.sample_request(ReplayRequest(16)) for b in separate]
-        for name, value in stacked._asdict().items():
-            if value is not None:
-                assert torch.equal(value, torch.stack([getattr(b, name) for b in one_by_one])), name
+    assert_one_call_draws_the_members_own(replay, separate, ReplayRequest(16))
     for b, s in zip(members, separate):
         for part in ("offline", "online"):
             assert torch.equal(getattr(b, part).sampler.generator.get_state(),
