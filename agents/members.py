@@ -23,7 +23,7 @@ from torch.func import functional_call, grad, vmap
 
 from agents.acceleration import COMPILE_MODES, CapturedUpdate, CudaGraph
 from agents.compile import adam_state
-from agents.sam import SAM_EPS, Sam
+from agents.sam import SAM_EPS, Sam, sam_choice
 
 SHARED_SETTINGS = ("betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
 
@@ -87,6 +87,7 @@ class MemberStack:
                 m[name].data = stacked[k]
             self.tensors[name] = stacked
         self.names = {id(t): n for n, t in per_member[0].items()}  # template tensor -> name
+        self.adam_views: dict = {}  # eager fused Adam's per-member views of the stacks (`_fused_adam`)
         if getattr(self, "_graphed", None) is not None:  # the graphs read the replaced tensors
             self._graphed.reset()
         self.groups = {}  # optimizer -> [(settings, [param names], [(step, exp_avg, exp_avg_sq)])]
@@ -145,10 +146,9 @@ class MemberStack:
     def _learning_rates(self, opt_name: str, g_index: int) -> torch.Tensor:
         """[M] the members' learning rates of one param group (they may differ). Under cudagraphs
         each is a device tensor (agents/acceleration.py): stacked on the device, never read here."""
-        groups = [a.optimizers[opt_name].param_groups[g_index] for a in self.agents]
-        if torch.is_tensor(groups[0]["lr"]):
-            return torch.stack([g["lr"] for g in groups]).float()
-        lrs = tuple(float(g["lr"]) for g in groups)
+        if self.lr_tensors:
+            return torch.stack([a.optimizers[opt_name].param_groups[g_index]["lr"] for a in self.agents]).float()
+        lrs = self.host_learning_rates(opt_name, g_index)
         key = (opt_name, g_index, lrs)
         if key not in self._constants:  # a tensor made once per setting, not per update
             self._constants[key] = torch.tensor(lrs, dtype=torch.float32, device=self.template.device)
@@ -214,7 +214,8 @@ class MemberOps:
                 for settings, names, states, g_index in stack.groups[name]:
                     if self.fused and not stack.lr_tensors:
                         _fused_adam([stack.tensors[n] for n in names], [grads[n] for n in names], states,
-                                    stack.host_learning_rates(name, g_index), settings)
+                                    stack.host_learning_rates(name, g_index), settings,
+                                    stack.adam_views.setdefault((name, g_index), {}))
                         continue
                     lr = stack._learning_rates(name, g_index)
                     for n, state in zip(names, states):
@@ -251,20 +252,23 @@ def _sam_gradients(member_loss, p, f, g, sharp: set, sam: Sam, perturbed_args) -
     over all of its trained parameters, g~ at w + e (w itself is never changed), and each
     parameter's gradient g~ (named in `sharp`, or every one with head "perturbed"), g + g~
     (head "sum") or g (head "clean")."""
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in g.values()]))
-    scale = sam.rho / (norm + SAM_EPS)
+    scale = sam.rho / (_total_norm(g) + SAM_EPS)
     g_sharp, _ = grad(member_loss, has_aux=True)({n: x + g[n] * scale for n, x in p.items()}, f,
                                                  *perturbed_args)
-    return {n: g_sharp[n] if n in sharp or sam.head == "perturbed" else
-            (g[n] + g_sharp[n] if sam.head == "sum" else g[n]) for n in g}
+    return {n: sam_choice(g[n], g_sharp[n], n in sharp, sam.head) for n in g}
 
 
 def _clipped(g: dict, max_norm: float) -> tuple[dict, torch.Tensor]:
     """`torch.nn.utils.clip_grad_norm_`'s math on one member's gradients: scaled by
     min(1, max_norm / (total norm + 1e-6)); returns them and the total norm."""
-    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in g.values()]))
+    total = _total_norm(g)
     coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     return {n: x * coef for n, x in g.items()}, total
+
+
+def _total_norm(g: dict) -> torch.Tensor:
+    """The 2-norm of one member's gradients together (as `clip_grad_norm_` and SAM take it)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in g.values()]))
 
 
 class PerMember(tuple):
@@ -279,11 +283,13 @@ def _in_dims(arg):
     return 0 if torch.is_tensor(arg) else None
 
 
-def _fused_adam(params: list, grads: list, states: list, lrs: tuple, settings: dict) -> None:
+def _fused_adam(params: list, grads: list, states: list, lrs: tuple, settings: dict,
+                views: dict | None = None) -> None:
     """torch.optim.Adam(fused=True)'s own step (`torch._fused_adam_` / `_fused_adamw_`, one kernel)
     on the stacked parameters [M, ...] of one param group, fed each member's slices as tensors of
     their own with its own step count: member k's step is its single agent's fused step (given
-    the same gradients). One call per distinct learning rate."""
+    the same gradients). One call per distinct learning rate. `views`: where the parameters' and
+    states' per-member views are kept between updates (they stay valid until the next bind)."""
     if settings["amsgrad"] or settings["maximize"]:
         raise MemberError("members support Adam / AdamW without amsgrad or maximize")
     members: dict[float, list[int]] = {}
@@ -291,12 +297,17 @@ def _fused_adam(params: list, grads: list, states: list, lrs: tuple, settings: d
         members.setdefault(lr, []).append(k)
     step = torch._fused_adamw_ if settings["decoupled_weight_decay"] else torch._fused_adam_
     beta1, beta2 = settings["betas"]
+    views = {} if views is None else views
     for lr, ks in members.items():
-        steps = [state[0][k] for state in states for k in ks]  # 0-dim views of each [M] step count
+        key = tuple(ks)
+        if key not in views:  # steps (0-dim views of each [M] count), params, exp_avgs, exp_avg_sqs
+            views[key] = ([state[0][k] for state in states for k in ks], [p[k] for p in params for k in ks],
+                          [state[1][k] for state in states for k in ks],
+                          [state[2][k] for state in states for k in ks])
+        steps, member_params, exp_avgs, exp_avg_sqs = views[key]
         torch._foreach_add_(steps, 1)
-        step([p[k] for p in params for k in ks], [g[k] for g in grads for k in ks],
-             [state[1][k] for state in states for k in ks], [state[2][k] for state in states for k in ks],
-             [], steps, lr=lr, beta1=beta1, beta2=beta2, weight_decay=settings["weight_decay"],
+        step(member_params, [g[k] for g in grads for k in ks], exp_avgs, exp_avg_sqs, [], steps,
+             lr=lr, beta1=beta1, beta2=beta2, weight_decay=settings["weight_decay"],
              eps=settings["eps"], amsgrad=False, maximize=False)
 
 

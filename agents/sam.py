@@ -70,8 +70,16 @@ def sam_gradients(loss_fn, params: list[torch.Tensor], sharp: list[bool], rho: f
     with torch.no_grad():
         torch._foreach_copy_(params, saved)  # back to w, bit for bit
     for p, s, g1, g2 in zip(params, sharp, g, g_sharp):
-        p.grad = _laid_out_like(p, g2 if s or head == "perturbed" else (g1 + g2 if head == "sum" else g1))
+        p.grad = _laid_out_like(p, sam_choice(g1, g2, s, head))
     return first[1:]
+
+
+def sam_choice(g: torch.Tensor, g_sharp: torch.Tensor, sharp: bool, head: str) -> torch.Tensor:
+    """One parameter's SAM gradient: g~ for a `sharp` one (the encoder's) or with head
+    "perturbed", else g + g~ (head "sum") or g (head "clean")."""
+    if sharp or head == "perturbed":
+        return g_sharp
+    return g + g_sharp if head == "sum" else g
 
 
 def in_module(module, params: list[torch.Tensor]) -> list[bool]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 
 from replay.buffer import Batch, ReplayBuffer
-from replay.mixed import MixedReplayBuffer
+from replay.mixed import MixedReplayBuffer, join_parts
 from replay.frames import FrameStorage
 from replay.nstep import MemberValues, nstep_targets
 from replay.sequence import SequenceBatch, sequence_at
@@ -59,6 +59,7 @@ class MemberReplay:
         self.offline = None
         if self.stacked:
             self._bind()
+            self._rows = torch.arange(len(self.storages), device=self.storages[0].device)  # [M] member k's row
             if self.mixed:  # the same data (fingerprint): one copy serves every member's sampler
                 self.offline = self.buffers[0].offline.storage
                 for b in self.buffers[1:]:
@@ -86,8 +87,7 @@ class MemberReplay:
 
     def _read(self, name: str, idx: torch.Tensor) -> torch.Tensor:
         """Member k's stored `fields[name][idx[k]]` for every k: idx [M, ...] -> [M, ..., *field]."""
-        rows = torch.arange(idx.shape[0], device=idx.device).view(-1, *([1] * (idx.dim() - 1)))
-        return self.fields[name][rows, idx]
+        return self.fields[name][self._rows.view(-1, *([1] * (idx.dim() - 1))), idx]
 
     def gather(self, name: str, idx: torch.Tensor) -> torch.Tensor:
         """Field `name` (the logical transition fields, as the storages' `gather`) of member k at
@@ -124,17 +124,15 @@ class MemberReplay:
         if len(splits) != 1:
             return None
         k, = splits
-        parts = []  # as MixedReplayBuffer.sample_request: rows [:k] offline, [k:] online
+        offline = online = None  # as MixedReplayBuffer.sample_request: rows [:k] offline, [k:] online
         if k:
             idx = torch.stack([b.offline.sampler.sample(self.offline, k).idx for b in self.buffers])  # [M, k]
-            parts.append(self._batch(self.offline, idx, n, gamma, horizon, None))
+            offline = self._batch(self.offline, idx, n, gamma, horizon, None)
         if size - k:
             idx = torch.stack([b.online.sampler.sample(b.online.storage, size - k).idx for b in self.buffers])
             online = self._batch(self, idx, n, gamma, horizon, None)
-            parts.append(online._replace(idx=online.idx + self.offline.capacity))
-        if len(parts) == 1:
-            return parts[0]
-        return type(parts[0])(*(None if f[0] is None else torch.cat(f, dim=1) for f in zip(*parts)))
+            online = online._replace(idx=online.idx + self.offline.capacity)
+        return join_parts(offline, online, dim=1)
 
     @staticmethod
     def _batch(storage, idx: torch.Tensor, n, gamma, horizon: int, weights) -> Batch | SequenceBatch:

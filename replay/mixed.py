@@ -39,6 +39,15 @@ def storage_fingerprint(storage) -> str:
     return h.hexdigest()
 
 
+def join_parts(offline, online, dim: int = 0):
+    """A mixed batch from its offline and online parts (either may be None), rows offline first
+    along the batch dimension `dim` (1 for a group's [M, B, ...] batches, replay/member_replay.py)."""
+    if offline is None or online is None:
+        return online if offline is None else offline
+    return type(offline)(*(None if fields[0] is None else torch.cat(fields, dim=dim)
+                           for fields in zip(offline, online)))
+
+
 def offline_seed(seed: int) -> int:
     return int(np.random.SeedSequence([int(seed), OFFLINE_STREAM]).generate_state(1)[0])
 
@@ -122,16 +131,10 @@ class MixedReplayBuffer:
         sequence never runs from offline into online data. No importance weights: both parts
         sample uniformly (prioritized replay with a dataset is refused by validation)."""
         k = self.split(request.batch_size)
-        parts = []
-        if k:
-            parts.append(self._part(self.offline, k, request, 0))
-        if request.batch_size - k:
-            parts.append(self._part(self.online, request.batch_size - k, request,
-                                    self.offline.storage.capacity))
-        if len(parts) == 1:
-            return parts[0]
-        return type(parts[0])(*(None if fields[0] is None else torch.cat(fields)
-                                for fields in zip(*parts)))  # rows [:k] offline
+        offline = self._part(self.offline, k, request, 0) if k else None
+        online = (self._part(self.online, request.batch_size - k, request, self.offline.storage.capacity)
+                  if request.batch_size - k else None)
+        return join_parts(offline, online)
 
     def _part(self, buffer: ReplayBuffer, size: int, request: ReplayRequest, offset: int):
         if buffer.sampler.prioritized:
